@@ -1,0 +1,104 @@
+"""``deploybench run|list``: the only place exceptions become exit codes.
+
+Exit status: 0 when every experiment ended ok, skipped or unavailable; 1 when any failed; 2 for bad input
+(unknown model, malformed config, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from framework.errors import DeployBenchError
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(item) for item in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deploybench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--models-dir", action="append", type=Path, default=[], help="extra folder of model plugins (repeatable)")
+
+    run = sub.add_parser("run", parents=[common], help="measure one model in every engine")
+    run.add_argument("model")
+    run.add_argument("--shapes", nargs="+", default=None, metavar='"[(224,224,3)]"',
+                     help="example shapes, one tuple per model input; each value is a separate measurement (default: the config's)")  # fmt: skip
+    run.add_argument("--engines", type=_csv, default=None, help="comma-separated (default: every engine this machine can run)")
+    run.add_argument("--precisions", type=_csv, default=["fp32"], help="comma-separated: fp32, fp16, int8 (default fp32)")
+    run.add_argument("--batch-sizes", type=_ints, default=[1], help="comma-separated (default 1)")
+    run.add_argument("--iterations", type=int, default=100, help="timed iterations per experiment (default 100)")
+    run.add_argument("--warmup", type=int, default=10, help="untimed warm-up iterations (default 10)")
+    run.add_argument("--output", type=Path, default=Path("measurements_results"), help="results folder")
+    run.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript", help="torch.onnx exporter")
+    run.add_argument("--keep-outliers", action="store_true", help="draw outliers in latency plots (default: NaN beyond 1.5 IQR)")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    sub.add_parser("list", parents=[common], help="models found, and which engines this machine can run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _list(args)
+        return _run(args)
+    except DeployBenchError as exc:
+        print(f"deploybench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _list(args) -> int:
+    from framework.engines import ENGINES, engine_availability
+    from framework.registry import discover
+
+    registry = discover(args.models_dir)
+    print("models:")
+    for name in registry.names():
+        print(f"  {name:24s} {registry.models[name].source}")
+    for error in registry.errors:
+        print(f"  (broken) {error}")
+    print("engines:")
+    for name in ENGINES:
+        reason = engine_availability(name)
+        print(f"  {name:24s} {'available' if reason is None else 'unavailable: ' + reason}")
+    return 0
+
+
+def _run(args) -> int:
+    from framework.registry import discover
+    from framework.runner import SweepSettings, run_model
+    from framework.shapes import parse_example_shapes
+
+    model = discover(args.models_dir).get(args.model)
+    shapes_list = [parse_example_shapes(s) for s in args.shapes] if args.shapes else [None]
+    settings = SweepSettings(
+        engines=args.engines,
+        precisions=args.precisions,
+        batch_sizes=args.batch_sizes,
+        iterations=args.iterations,
+        warmup=args.warmup,
+        output=args.output,
+        exporter=args.exporter,
+        keep_outliers=args.keep_outliers,
+    )
+    records = run_model(model, shapes_list, settings, report=(lambda _: None) if args.quiet else print)
+    failed = [r for r in records if r["status"] == "failed"]
+    if failed:
+        print(f"deploybench: {len(failed)} of {len(records)} experiments failed (see summary.md)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""ONNX Runtime with its CPU execution provider, all graph optimizations, default thread pool."""
+
+from __future__ import annotations
+
+from framework.engines.onnxruntime_base import OnnxRuntimeEngine
+
+
+class OnnxRuntimeCPUEngine(OnnxRuntimeEngine):
+    name = "onnxruntime-cpu"
+    device = "cpu"
+    provider = "CPUExecutionProvider"
+
+    def describe(self) -> dict:
+        threads = self.session.get_session_options().intra_op_num_threads
+        return {**super().describe(), "intra_op_threads": threads or "default (one per physical core)"}

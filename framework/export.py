@@ -1,0 +1,129 @@
+"""Export a PyTorch module to ONNX, check the file, and prove it computes what PyTorch computes.
+
+Dynamic axes come from the config's ``-1`` runtime dims (named by ``dims_names``); input and output names
+come from the config, so every engine downstream speaks the same names.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from framework.config import ModelConfig
+from framework.errors import ExportError, one_line
+
+EXPORTERS = ("torchscript", "dynamo")
+DEFAULT_OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    seconds: float
+    exporter: str
+    opset: int
+    node_count: int
+    size_mb: float
+    max_abs_error: float  # ONNX Runtime CPU vs PyTorch on the example input
+
+
+def export_onnx(
+    module,
+    inputs: list[np.ndarray],
+    config: ModelConfig,
+    path: Path,
+    *,
+    exporter: str = "torchscript",
+    opset: int = DEFAULT_OPSET,
+    rtol: float = 1e-3,
+    atol: float = 1e-4,
+) -> ExportResult:
+    """Export, run ``onnx.checker``, then compare ONNX Runtime CPU with PyTorch on ``inputs``.
+
+    ``torchscript`` (the legacy tracer) is the default: on ResNet-18 it exports in 0.6 s against 6 s for
+    ``dynamo`` and writes one self-contained file. ``dynamo`` is the exporter PyTorch develops further.
+    """
+    import onnx
+    import torch
+
+    if exporter not in EXPORTERS:
+        raise ExportError(f"unknown exporter {exporter!r}; allowed: {', '.join(EXPORTERS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dynamic_axes = {spec.name: spec.dynamic_axes for spec in config.inputs if spec.dynamic_axes}
+    for out in config.outputs:
+        axes = config.output_dynamic_axes(out)
+        if axes:
+            dynamic_axes[out.name] = axes
+    args = tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs)
+    kwargs = dict(
+        input_names=config.input_names,
+        output_names=config.output_names,
+        dynamic_axes=dynamic_axes or None,
+        opset_version=opset,
+        dynamo=exporter == "dynamo",
+    )
+    if exporter == "dynamo":
+        kwargs.update(external_data=False, verbose=False)
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the exporters' deprecation chatter is not the user's problem
+            torch.onnx.export(module, args, str(path), **kwargs)
+    except Exception as exc:
+        raise ExportError(f"torch.onnx.export ({exporter}) failed for model {config.name!r}: {one_line(exc)}") from exc
+    seconds = time.perf_counter() - start
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        raise ExportError(f"{path}: onnx.checker rejected the exported graph: {one_line(exc)}") from exc
+
+    from framework.torch_outputs import named_outputs
+
+    with torch.no_grad():
+        expected = named_outputs(module(*args), config.output_names)
+    got = run_onnx_cpu(path, config, inputs)
+    worst = 0.0
+    for name, want in expected.items():
+        have = got[name]
+        if have.shape != want.shape:
+            raise ExportError(f"{path}: output {name!r} has shape {have.shape} in ONNX, {want.shape} in PyTorch")
+        err = float(np.max(np.abs(have.astype(np.float64) - want.astype(np.float64)))) if want.size else 0.0
+        worst = max(worst, err)
+        if not np.allclose(have, want, rtol=rtol, atol=atol, equal_nan=True):
+            raise ExportError(
+                f"{path}: output {name!r} differs from PyTorch on the example input (max abs error {err:.3g}, "
+                f"rtol={rtol}, atol={atol}); the export is not faithful"
+            )
+    model = onnx.load(str(path), load_external_data=False)
+    return ExportResult(
+        path=path,
+        seconds=seconds,
+        exporter=exporter,
+        opset=opset,
+        node_count=len(model.graph.node),
+        size_mb=onnx_size_mb(path),
+        max_abs_error=worst,
+    )
+
+
+def onnx_size_mb(path: Path) -> float:
+    """Size of the graph file plus any external-data files written beside it."""
+    files = [path] + [p for p in path.parent.glob(path.name + ".data")]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def run_onnx_cpu(path: Path, config: ModelConfig, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """One inference with ONNX Runtime's CPU provider: the export check's independent second opinion."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ExportError(
+            "checking the ONNX export needs onnxruntime: pip install 'deploybench[cpu]' (or [gpu] on a GPU machine)"
+        ) from exc
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    results = session.run(config.output_names, dict(zip(config.input_names, inputs)))
+    return dict(zip(config.output_names, results))

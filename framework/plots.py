@@ -1,0 +1,90 @@
+"""Latency pictures, drawn from the raw data on disk so they can be rebuilt without measuring again.
+
+``<device>_time_measurements.jpg`` per shape: one row per batch size; on the left every timed iteration in
+order (drift and hiccups show), on the right the distribution per engine and precision. Outliers are
+replaced by NaN by default, by Tukey's rule (beyond 1.5 IQR of the quartiles), and the title says how many
+were hidden; ``keep_outliers=True`` draws them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from framework.results import load_experiments, read_latencies_ms, safe_component
+from framework.stats import tukey_outliers
+
+# One colour per engine, the same in every figure.
+ENGINE_COLORS = {
+    "pytorch-cpu": "#1f77b4",
+    "onnxruntime-cpu": "#ff7f0e",
+    "pytorch-cuda": "#2ca02c",
+    "onnxruntime-cuda": "#d62728",
+    "onnxruntime-tensorrt": "#9467bd",
+    "tensorrt": "#8c564b",
+}
+_FALLBACK = ["#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+DEVICE_PLOT_NAMES = {"cpu": "cpu_time_measurements.jpg", "cuda": "cuda_time_measurements.jpg"}
+
+
+def engine_color(engine: str) -> str:
+    return ENGINE_COLORS.get(engine) or _FALLBACK[sum(map(ord, engine)) % len(_FALLBACK)]
+
+
+def plot_model(model_dir: Path, keep_outliers: bool = False) -> list[Path]:
+    """Write every latency plot of one model; return the files written."""
+    records = [r for r in load_experiments(model_dir) if r.get("status") == "ok"]
+    written = []
+    for shape in sorted({r["shape_tag"] for r in records}):
+        for device, filename in DEVICE_PLOT_NAMES.items():
+            chosen = [r for r in records if r["shape_tag"] == shape and r.get("device") == device]
+            if chosen:
+                path = model_dir / "plots" / safe_component(shape) / filename
+                plot_latencies(chosen, path, f"{model_dir.name}, shape {shape}, {device.upper()} engines", keep_outliers)
+                written.append(path)
+    return written
+
+
+def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch_sizes = sorted({r["batch_size"] for r in records})
+    fig, axes = plt.subplots(len(batch_sizes), 2, figsize=(13, 3.8 * len(batch_sizes)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
+    hidden_total = 0
+    for row, batch in enumerate(batch_sizes):
+        series_ax, dist_ax = axes[row]
+        labels, data, colors = [], [], []
+        for record in sorted((r for r in records if r["batch_size"] == batch), key=lambda r: (r["engine"], r["precision"])):
+            values = np.asarray(read_latencies_ms(Path(record["_dir"]) / "latencies.csv"))
+            if not keep_outliers:
+                mask = tukey_outliers(values)
+                hidden_total += int(mask.sum())
+                values = np.where(mask, np.nan, values)
+            label = f"{record['engine']} {record['precision']}"
+            color = engine_color(record["engine"])
+            series_ax.plot(np.arange(values.size), values, ".-", ms=3, lw=0.8, color=color, label=label, alpha=0.85)
+            labels.append(label)
+            data.append(values[~np.isnan(values)])
+            colors.append(color)
+        series_ax.set(xlabel="timed iteration", ylabel="latency (ms)", title=f"batch size {batch}: every iteration")
+        series_ax.grid(alpha=0.3)
+        series_ax.legend(fontsize=8, loc="upper right")
+        box = dist_ax.boxplot(data, vert=False, patch_artist=True, showfliers=keep_outliers)
+        for patch, color in zip(box["boxes"], colors):
+            patch.set(facecolor=color, alpha=0.6)
+        dist_ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
+        dist_ax.set(xlabel="latency (ms)", title=f"batch size {batch}: distribution (median line)")
+        dist_ax.grid(alpha=0.3, axis="x")
+    rule = "all points shown" if keep_outliers else f"{hidden_total} outliers beyond 1.5 IQR hidden"
+    fig.suptitle(f"{title} ({rule}); warm-up excluded", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=100, format="jpeg")
+    plt.close(fig)
+    tmp.replace(path)

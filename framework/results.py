@@ -1,0 +1,123 @@
+"""Where results go and how they are written: raw latencies, per-experiment JSON, per-model tables.
+
+Layout under the output folder::
+
+    <model>/environment.json, summary.csv, summary.md
+    <model>/<shape tag>/<engine>__<precision>__bs<batch>/latencies.csv, summary.json
+    <model>/plots/<shape tag>/cpu_time_measurements.jpg (and cuda_time_measurements.jpg)
+    <model>/cache/<shape tag>/model.onnx
+
+Every file is written to a temporary name and renamed, so an interrupted run never leaves half a file.
+The per-model tables are rebuilt from the per-experiment JSON files, never from memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+SUMMARY_COLUMNS = [
+    "model", "shape", "engine", "device", "precision", "batch_size", "status", "reason",
+    "n", "mean_ms", "std_ms", "min_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms",
+    "throughput_items_per_s", "max_abs_error", "cosine_similarity", "all_close",
+    "model_size_mb", "parameters", "onnx_nodes", "export_s", "build_s",
+]  # fmt: skip
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_component(text: str) -> str:
+    """A single path component that cannot climb out of the results folder."""
+    cleaned = _UNSAFE.sub("_", str(text)).strip("._") or "_"
+    return cleaned
+
+
+def experiment_dir(output: Path, model: str, shape_tag: str, engine: str, precision: str, batch_size: int) -> Path:
+    return output / safe_component(model) / safe_component(shape_tag) / f"{engine}__{precision}__bs{batch_size}"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_latencies(path: Path, latencies_ns: tuple[int, ...]) -> None:
+    lines = ["iteration,latency_ms"] + [f"{i},{ns / 1e6:.6f}" for i, ns in enumerate(latencies_ns)]
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def read_latencies_ms(path: Path) -> list[float]:
+    with path.open() as handle:
+        return [float(row["latency_ms"]) for row in csv.DictReader(handle)]
+
+
+def load_experiments(model_dir: Path) -> list[dict]:
+    """Every experiment's summary.json under one model's folder, in a stable order."""
+    records = []
+    for path in sorted(model_dir.glob("*/*/summary.json")):
+        record = json.loads(path.read_text())
+        record["_dir"] = str(path.parent)
+        records.append(record)
+    return records
+
+
+def flat_row(record: dict) -> dict:
+    latency = record.get("latency") or {}
+    agreement = (record.get("agreement") or {}).get("worst") or {}
+    row = {**record, **latency, **{k: agreement.get(k) for k in ("max_abs_error", "cosine_similarity", "all_close")}}
+    row["shape"] = record.get("shape_tag")
+    return {column: row.get(column) for column in SUMMARY_COLUMNS}
+
+
+def write_model_tables(model_dir: Path) -> list[dict]:
+    """Rebuild summary.csv and summary.md from the experiments on disk; return the flat rows."""
+    rows = [flat_row(r) for r in load_experiments(model_dir)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(model_dir / "summary.csv", buffer.getvalue())
+    write_atomic(model_dir / "summary.md", markdown_table(rows))
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One table per shape: a row per engine/precision/batch, as in the seed projects' tables."""
+    out = []
+    for shape in sorted({r["shape"] for r in rows}):
+        out += [
+            f"## shape {shape}",
+            "",
+            "| engine | precision | batch | status | median ms | mean ms | p99 ms | max ms | items/s | max abs err | size MB | build s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in (r for r in rows if r["shape"] == shape):
+            status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
+            out.append(
+                f"| {r['engine']} | {r['precision']} | {r['batch_size']} | {status} | {_fmt(r['median_ms'])} | "
+                f"{_fmt(r['mean_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | {_fmt(r['throughput_items_per_s'], 1)} | "
+                f"{_fmt(r['max_abs_error'], sci=True)} | {_fmt(r['model_size_mb'], 1)} | {_fmt(r['build_s'], 2)} |"
+            )
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def _fmt(value, digits: int = 3, sci: bool = False) -> str:
+    if value is None or value == "":
+        return "-"
+    return f"{value:.2e}" if sci else f"{value:.{digits}f}"

@@ -1,0 +1,47 @@
+"""Statistics derived from raw latency samples, and the outlier rule the plots use."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from framework.measure import Timing
+
+PERCENTILES = (90, 95, 99)
+
+
+def latency_summary(timing: Timing, batch_size: int) -> dict:
+    """Latency figures in milliseconds and throughput in items per second.
+
+    Throughput divides the items processed by the wall time of the whole timed region, so gaps between
+    iterations count against it, as they would in a serving loop.
+    """
+    ms = np.asarray(timing.latencies_ns, dtype=np.float64) / 1e6
+    summary = {
+        "n": int(ms.size),
+        "mean_ms": float(ms.mean()),
+        "std_ms": float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
+        "min_ms": float(ms.min()),
+        "median_ms": float(np.median(ms)),
+    }
+    for p in PERCENTILES:
+        summary[f"p{p}_ms"] = float(np.percentile(ms, p))
+    summary["max_ms"] = float(ms.max())
+    summary["throughput_items_per_s"] = batch_size * ms.size / (timing.elapsed_ns / 1e9)
+    return summary
+
+
+def tukey_outliers(values: np.ndarray, k: float = 1.5) -> np.ndarray:
+    """Mask of values beyond Tukey's fences: below Q1 - k*IQR or above Q3 + k*IQR."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 4:
+        return np.zeros(values.shape, dtype=bool)
+    q1, q3 = np.percentile(values, [25, 75])
+    iqr = q3 - q1
+    return (values < q1 - k * iqr) | (values > q3 + k * iqr)
+
+
+def without_outliers(values: np.ndarray) -> np.ndarray:
+    """Copy of ``values`` with Tukey outliers replaced by NaN (so plots keep the iteration index)."""
+    values = np.asarray(values, dtype=np.float64).copy()
+    values[tukey_outliers(values)] = np.nan
+    return values

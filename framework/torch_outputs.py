@@ -1,0 +1,33 @@
+"""Turn whatever a PyTorch module returns into ``{output name: numpy array}`` in the config's order."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def named_outputs(result, output_names: list[str]) -> dict[str, np.ndarray]:
+    """Accept a tensor, a (nested) tuple/list of tensors, or a dict keyed by output name."""
+    import torch
+
+    if isinstance(result, dict):
+        missing = [n for n in output_names if n not in result]
+        if missing:
+            raise ValueError(f"model returned keys {sorted(result)}, config outputs {missing} are missing")
+        tensors = [result[n] for n in output_names]
+    else:
+        tensors = []
+        stack = [result]
+        while stack:
+            item = stack.pop(0)
+            if isinstance(item, (tuple, list)):
+                stack[:0] = list(item)
+            else:
+                tensors.append(item)
+        if len(tensors) != len(output_names):
+            raise ValueError(f"model returned {len(tensors)} outputs, config names {len(output_names)}: {output_names}")
+    arrays = {}
+    for name, t in zip(output_names, tensors):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"output {name!r} is {type(t).__name__}, expected a tensor")
+        arrays[name] = t.detach().to("cpu").float().numpy() if t.dtype == torch.bfloat16 else t.detach().to("cpu").numpy()
+    return arrays
