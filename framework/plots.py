@@ -74,7 +74,7 @@ def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: b
         series_ax.set(xlabel="timed iteration", ylabel="latency (ms)", title=f"batch size {batch}: every iteration")
         series_ax.grid(alpha=0.3)
         series_ax.legend(fontsize=8, loc="upper right")
-        box = dist_ax.boxplot(data, vert=False, patch_artist=True, showfliers=keep_outliers)
+        box = dist_ax.boxplot(data, orientation="horizontal", patch_artist=True, showfliers=keep_outliers)
         for patch, color in zip(box["boxes"], colors):
             patch.set(facecolor=color, alpha=0.6)
         dist_ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)

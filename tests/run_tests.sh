@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: sets up the environment if needed (see framework/ensure_env.sh), then runs pytest.
+# GPU and TensorRT tests skip with their reason on machines without them. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEPLOYBENCH_EXTRA_EXTRAS=test
+source framework/ensure_env.sh
+exec "$PYTHON" -m pytest -ra "$@"
