@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", type=Path, default=Path("measurements_results"), help="results folder")
     run.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript", help="torch.onnx exporter")
     run.add_argument("--keep-outliers", action="store_true", help="draw outliers in latency plots (default: NaN beyond 1.5 IQR)")
+    run.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                     help="engine option, e.g. cuda_graph=true, channels_last=false, compile=max-autotune (repeatable)")  # fmt: skip
     run.add_argument("--quiet", action="store_true", help="no progress lines")
 
     sub.add_parser("list", parents=[common], help="models found, and which engines this machine can run")
@@ -57,6 +59,23 @@ def main(argv: list[str] | None = None) -> int:
     except DeployBenchError as exc:
         print(f"deploybench: error: {exc}", file=sys.stderr)
         return 2
+
+
+def parse_options(items: list[str]) -> dict[str, object]:
+    """``["cuda_graph=true", "workspace_mb=2048"]`` -> ``{"cuda_graph": True, "workspace_mb": 2048}``."""
+    options = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise DeployBenchError(f"--option {item!r}: expected NAME=VALUE")
+        lowered = value.strip().lower()
+        if lowered in ("true", "yes", "on", "1"):
+            options[name] = True
+        elif lowered in ("false", "no", "off", "0"):
+            options[name] = False
+        else:
+            options[name] = int(value) if value.strip().isdigit() else value
+    return options
 
 
 def _list(args) -> int:
@@ -92,6 +111,7 @@ def _run(args) -> int:
         output=args.output,
         exporter=args.exporter,
         keep_outliers=args.keep_outliers,
+        engine_options=parse_options(args.option),
     )
     records = run_model(model, shapes_list, settings, report=(lambda _: None) if args.quiet else print)
     failed = [r for r in records if r["status"] == "failed"]

@@ -60,7 +60,9 @@ def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: b
         series_ax, dist_ax = axes[row]
         labels, data, colors = [], [], []
         for record in sorted((r for r in records if r["batch_size"] == batch), key=lambda r: (r["engine"], r["precision"])):
-            values = np.asarray(read_latencies_ms(Path(record["_dir"]) / "latencies.csv"))
+            # CUDA plots show device time (latency-model); CPU plots the host clock.
+            column = "latency_model_ms" if record.get("latency_model") else "latency_ms"
+            values = np.asarray(read_latencies_ms(Path(record["_dir"]) / "latencies.csv", column))
             if not keep_outliers:
                 mask = tukey_outliers(values)
                 hidden_total += int(mask.sum())
@@ -71,7 +73,8 @@ def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: b
             labels.append(label)
             data.append(values[~np.isnan(values)])
             colors.append(color)
-        series_ax.set(xlabel="timed iteration", ylabel="latency (ms)", title=f"batch size {batch}: every iteration")
+        unit = "device time, CUDA events" if any(r.get("latency_model") for r in records) else "host clock"
+        series_ax.set(xlabel="timed iteration", ylabel=f"latency (ms, {unit})", title=f"batch size {batch}: every iteration")
         series_ax.grid(alpha=0.3)
         series_ax.legend(fontsize=8, loc="upper right")
         box = dist_ax.boxplot(data, orientation="horizontal", patch_artist=True, showfliers=keep_outliers)

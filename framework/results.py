@@ -24,7 +24,8 @@ from pathlib import Path
 SUMMARY_COLUMNS = [
     "model", "shape", "engine", "device", "precision", "batch_size", "status", "reason",
     "n", "mean_ms", "std_ms", "min_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms",
-    "throughput_items_per_s", "max_abs_error", "cosine_similarity", "all_close",
+    "throughput_items_per_s", "model_median_ms", "model_mean_ms", "model_p99_ms", "model_throughput_items_per_s",
+    "max_abs_error", "cosine_similarity", "all_close",
     "model_size_mb", "parameters", "onnx_nodes", "export_s", "build_s",
 ]  # fmt: skip
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -56,14 +57,20 @@ def write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def write_latencies(path: Path, latencies_ns: tuple[int, ...]) -> None:
-    lines = ["iteration,latency_ms"] + [f"{i},{ns / 1e6:.6f}" for i, ns in enumerate(latencies_ns)]
+def write_latencies(path: Path, latencies_ns: tuple[int, ...], model_latencies_ns: tuple[int, ...] | None = None) -> None:
+    """``latency_ms`` is latency-all (host clock); GPU engines add ``latency_model_ms`` (CUDA events)."""
+    if model_latencies_ns is None:
+        lines = ["iteration,latency_ms"] + [f"{i},{ns / 1e6:.6f}" for i, ns in enumerate(latencies_ns)]
+    else:
+        lines = ["iteration,latency_ms,latency_model_ms"] + [
+            f"{i},{a / 1e6:.6f},{m / 1e6:.6f}" for i, (a, m) in enumerate(zip(latencies_ns, model_latencies_ns))
+        ]
     write_atomic(path, "\n".join(lines) + "\n")
 
 
-def read_latencies_ms(path: Path) -> list[float]:
+def read_latencies_ms(path: Path, column: str = "latency_ms") -> list[float]:
     with path.open() as handle:
-        return [float(row["latency_ms"]) for row in csv.DictReader(handle)]
+        return [float(row[column]) for row in csv.DictReader(handle)]
 
 
 def load_experiments(model_dir: Path) -> list[dict]:
@@ -79,7 +86,8 @@ def load_experiments(model_dir: Path) -> list[dict]:
 def flat_row(record: dict) -> dict:
     latency = record.get("latency") or {}
     agreement = (record.get("agreement") or {}).get("worst") or {}
-    row = {**record, **latency, **{k: agreement.get(k) for k in ("max_abs_error", "cosine_similarity", "all_close")}}
+    model = {f"model_{k}": v for k, v in (record.get("latency_model") or {}).items()}
+    row = {**record, **latency, **model, **{k: agreement.get(k) for k in ("max_abs_error", "cosine_similarity", "all_close")}}
     row["shape"] = record.get("shape_tag")
     return {column: row.get(column) for column in SUMMARY_COLUMNS}
 
@@ -103,14 +111,16 @@ def markdown_table(rows: list[dict]) -> str:
         out += [
             f"## shape {shape}",
             "",
-            "| engine | precision | batch | status | median ms | mean ms | p99 ms | max ms | items/s | max abs err | size MB | build s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| engine | precision | batch | status | median ms | mean ms | p99 ms | max ms | items/s "
+            "| model-only median ms | model-only items/s | max abs err | size MB | build s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in rows if r["shape"] == shape):
             status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
             out.append(
                 f"| {r['engine']} | {r['precision']} | {r['batch_size']} | {status} | {_fmt(r['median_ms'])} | "
                 f"{_fmt(r['mean_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | {_fmt(r['throughput_items_per_s'], 1)} | "
+                f"{_fmt(r['model_median_ms'])} | {_fmt(r['model_throughput_items_per_s'], 1)} | "
                 f"{_fmt(r['max_abs_error'], sci=True)} | {_fmt(r['model_size_mb'], 1)} | {_fmt(r['build_s'], 2)} |"
             )
         out.append("")

@@ -20,10 +20,11 @@ import numpy as np
 from framework import environment
 from framework.agreement import compare_outputs
 from framework.engines import ENGINES, PRECISIONS, ModelArtifacts, engine_availability, engine_class
-from framework.errors import DeployBenchError, one_line
-from framework.export import export_onnx
+from framework.errors import DeployBenchError, EngineUnavailable, one_line
+from framework.export import export_onnx, onnx_size_mb
 from framework.loader import make_batch
-from framework.measure import time_host
+from framework.measure import time_cuda, time_host
+from framework.precision import convert_to_fp16
 from framework.plots import plot_model
 from framework.registry import RegisteredModel
 from framework.results import experiment_dir, safe_component, write_json, write_latencies, write_model_tables
@@ -41,6 +42,7 @@ class SweepSettings:
     output: Path = Path("measurements_results")
     exporter: str = "torchscript"
     keep_outliers: bool = False
+    engine_options: dict[str, object] = field(default_factory=dict)  # --option NAME=VALUE, to engines that know NAME
 
     def chosen_engines(self) -> list[str]:
         if self.engines is None:
@@ -58,6 +60,10 @@ class SweepSettings:
             raise DeployBenchError(f"batch sizes must be positive, got {self.batch_sizes}")
         if self.iterations < 1 or self.warmup < 0:
             raise DeployBenchError(f"need iterations >= 1 and warmup >= 0, got {self.iterations} and {self.warmup}")
+        known = {name for engine in ENGINES for name in engine_class(engine).options}
+        unknown = sorted(set(self.engine_options) - known)
+        if unknown:
+            raise DeployBenchError(f"unknown engine options {unknown}; known: {', '.join(sorted(known))}")
 
 
 @dataclass
@@ -72,6 +78,7 @@ class ShapeContext:
     parameters: int | None = None
     export: dict | None = None
     export_error: str | None = None
+    precision_errors: dict[str, str] = field(default_factory=dict)
     setup_error: str | None = None
     references: dict[int, dict] = field(default_factory=dict)
 
@@ -99,7 +106,7 @@ def run_model(
                     record = run_experiment(context, engine_name, precision, batch_size, settings)
                     directory = experiment_dir(settings.output, model.name, context.tag, engine_name, precision, batch_size)
                     if "latencies_ns" in record:
-                        write_latencies(directory / "latencies.csv", record.pop("latencies_ns"))
+                        write_latencies(directory / "latencies.csv", record.pop("latencies_ns"), record.pop("latencies_model_ns", None))
                     write_json(directory / "summary.json", record)
                     records.append(record)
                     report(f"[{done}/{total}] {model.name} {context.tag} {engine_name} {precision} bs{batch_size}: {_outcome(record)}")
@@ -127,7 +134,7 @@ def _prepare_shape(model, shapes, engines, settings, model_dir, report) -> Shape
     if any(engine_class(e).needs_onnx for e in engines if engine_availability(e) is None):
         try:
             result = export_onnx(module, context.inputs, loader.config, cache_dir / "model.onnx", exporter=settings.exporter)
-            context.artifacts.onnx_path = result.path
+            context.artifacts.onnx_paths["fp32"] = result.path
             context.export = {
                 "export_s": result.seconds,
                 "onnx_nodes": result.node_count,
@@ -173,26 +180,38 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         return finish("skipped", f"{engine_name} does not run {precision} (it runs {', '.join(cls.precisions)})")
     if context.setup_error:
         return finish("failed", f"preparing the model failed: {context.setup_error}")
-    if cls.needs_onnx and context.artifacts.onnx_path is None:
+    if cls.needs_onnx and "fp32" not in context.artifacts.onnx_paths:
         return finish("failed", f"no ONNX file: {context.export_error}")
+    if cls.needs_onnx and not _onnx_at_precision(context, precision):
+        return finish("failed", f"no {precision} ONNX graph: {context.precision_errors[precision]}")
     engine = None
     try:
         inputs = {
             spec.name: make_batch(tensor, spec, batch_size) for spec, tensor in zip(context.artifacts.config.inputs, context.inputs)
         }
         reference = _reference(context, batch_size, inputs)
-        engine = cls(context.artifacts, precision)
+        engine = cls(context.artifacts, precision, settings.engine_options)
         start = time.perf_counter()
         engine.load()
         record["build_s"] = time.perf_counter() - start
-        record["model_size_mb"] = context.export["onnx_size_mb"] if cls.needs_onnx else _module_size_mb(context.artifacts.module)
-        record["engine_settings"] = engine.describe()
+        record["model_size_mb"] = (
+            onnx_size_mb(context.artifacts.onnx_for(precision)) if cls.needs_onnx else _module_size_mb(context.artifacts.module)
+        )
         record["agreement"] = compare_outputs(reference, engine.infer(inputs))
         timing = time_host(engine.make_step(inputs), settings.iterations, settings.warmup)
         record["clock"] = timing.clock
         record["timed_region_s"] = timing.elapsed_ns / 1e9
         record["latency"] = latency_summary(timing, batch_size)
         record["latencies_ns"] = timing.latencies_ns
+        device_step = engine.make_device_step(inputs)
+        if device_step is not None:  # GPU engines: latency-model, device time of the compute alone
+            step, stream = device_step
+            model_timing = time_cuda(step, stream, settings.iterations, settings.warmup)
+            record["latency_model"] = latency_summary(model_timing, batch_size)
+            record["latencies_model_ns"] = model_timing.latencies_ns
+        record["engine_settings"] = engine.describe()
+    except EngineUnavailable as exc:  # e.g. ONNX Runtime fell back to CPU: not a measurement of this engine
+        return finish("unavailable", one_line(exc))
     except Exception as exc:
         record["traceback"] = traceback.format_exc(limit=8)
         return finish("failed", one_line(exc))
@@ -218,6 +237,24 @@ def _reference(context: ShapeContext, batch_size: int, inputs: dict[str, np.ndar
     return context.references[batch_size]
 
 
+def _onnx_at_precision(context: ShapeContext, precision: str) -> bool:
+    """Make the ONNX graph of ``precision`` from the fp32 export, once per shape; False (reason kept) if it fails."""
+    paths = context.artifacts.onnx_paths
+    if precision in paths:
+        return True
+    if precision not in context.precision_errors:
+        target = context.artifacts.cache_dir / f"model_{precision}.onnx"
+        try:
+            if precision != "fp16":
+                raise DeployBenchError(f"{precision} ONNX graphs are not produced yet (only fp32 and fp16)")
+            convert_to_fp16(paths["fp32"], target)
+            paths[precision] = target
+            return True
+        except Exception as exc:
+            context.precision_errors[precision] = one_line(exc)
+    return False
+
+
 def _module_size_mb(module) -> float:
     tensors = list(module.parameters()) + list(module.buffers())
     return sum(t.numel() * t.element_size() for t in tensors) / 1e6
@@ -226,8 +263,8 @@ def _module_size_mb(module) -> float:
 def _outcome(record: dict) -> str:
     if record["status"] != "ok":
         return f"{record['status'].upper()}: {record['reason']}"
-    latency = record["latency"]
-    return (
-        f"median {latency['median_ms']:.3f} ms, p99 {latency['p99_ms']:.3f} ms, "
-        f"{latency['throughput_items_per_s']:.1f} items/s, max abs error {record['agreement']['worst']['max_abs_error']:.2e}"
-    )
+    latency, model = record["latency"], record.get("latency_model")
+    text = f"median {latency['median_ms']:.3f} ms, p99 {latency['p99_ms']:.3f} ms, {latency['throughput_items_per_s']:.1f} items/s"
+    if model:
+        text += f"; model-only median {model['median_ms']:.3f} ms, {model['throughput_items_per_s']:.1f} items/s"
+    return text + f", max abs error {record['agreement']['worst']['max_abs_error']:.2e}"

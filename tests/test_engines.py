@@ -18,7 +18,7 @@ def artifacts(fixture_registry, tmp_path):
     inputs = loader.runtime_inputs()
     result = export_onnx(module, inputs, loader.config, tmp_path / "m.onnx")
     batched = {spec.name: make_batch(x, spec, 3) for spec, x in zip(loader.config.inputs, inputs)}
-    return ModelArtifacts(loader.config, module, result.path), batched
+    return ModelArtifacts(loader.config, module, {"fp32": result.path}), batched
 
 
 def test_both_cpu_engines_agree_on_every_named_output(artifacts):
@@ -53,7 +53,7 @@ def test_requesting_a_provider_that_cannot_load_fails_loudly(artifacts):
         pytest.skip("this onnxruntime build has CUDA; the fallback path needs one that lacks it")
     arts, _ = artifacts
     with pytest.raises(ProviderFallbackError, match=r"CUDAExecutionProvider is not in this onnxruntime build .* available: .*CPUExecutionProvider"):
-        create_verified_session(arts.onnx_path, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+        create_verified_session(arts.onnx_for("fp32"), ["CUDAExecutionProvider", "CPUExecutionProvider"])
 
 
 def test_compare_outputs_known_answers():

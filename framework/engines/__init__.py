@@ -12,6 +12,10 @@ from framework.engines.base import PRECISIONS, Engine, ModelArtifacts
 ENGINES: dict[str, str] = {
     "pytorch-cpu": "framework.engines.pytorch_cpu:PyTorchCPUEngine",
     "onnxruntime-cpu": "framework.engines.onnxruntime_cpu:OnnxRuntimeCPUEngine",
+    "pytorch-cuda": "framework.engines.pytorch_cuda:PyTorchCUDAEngine",
+    "onnxruntime-cuda": "framework.engines.onnxruntime_cuda:OnnxRuntimeCUDAEngine",
+    "onnxruntime-tensorrt": "framework.engines.onnxruntime_tensorrt:OnnxRuntimeTensorRTEngine",
+    "tensorrt": "framework.engines.tensorrt_native:TensorRTEngine",
 }
 
 

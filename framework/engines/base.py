@@ -3,12 +3,16 @@
 An engine turns named numpy inputs into named numpy outputs. The measurement loop never calls ``infer``
 directly: it asks for ``make_step(inputs)``, a zero-argument callable doing exactly the work to be timed,
 so an engine can move inputs to the device or bind buffers once, outside the timed region.
+
+GPU engines are measured two ways: ``make_step`` is host inputs to host outputs (latency-all: copies
+included, host clock), ``make_device_step`` is device compute only with inputs already on the device
+(latency-model: CUDA events on the stream the engine runs on).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -25,8 +29,13 @@ class ModelArtifacts:
 
     config: ModelConfig
     module: object | None = None  # torch.nn.Module in eval mode
-    onnx_path: Path | None = None
+    onnx_paths: dict[str, Path] = field(default_factory=dict)  # precision -> ONNX file with that precision in the graph
     cache_dir: Path | None = None  # where engines may keep build caches
+
+    def onnx_for(self, precision: str) -> Path:
+        if precision not in self.onnx_paths:
+            raise ValueError(f"no ONNX file with {precision} in the graph was produced (have: {sorted(self.onnx_paths)})")
+        return self.onnx_paths[precision]
 
 
 class Engine(ABC):
@@ -35,11 +44,13 @@ class Engine(ABC):
     device: ClassVar[str]  # cpu or cuda: decides which plot an engine lands in
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     needs_onnx: ClassVar[bool] = False
+    options: ClassVar[dict[str, object]] = {}  # option name -> default; set with --option NAME=VALUE
 
-    def __init__(self, artifacts: ModelArtifacts, precision: str) -> None:
+    def __init__(self, artifacts: ModelArtifacts, precision: str, options: dict | None = None) -> None:
         self.artifacts = artifacts
         self.config = artifacts.config
         self.precision = precision
+        self.settings = {**type(self).options, **{k: v for k, v in (options or {}).items() if k in type(self).options}}
 
     @classmethod
     def availability(cls) -> str | None:
@@ -57,6 +68,10 @@ class Engine(ABC):
     def make_step(self, inputs: dict[str, np.ndarray]) -> Callable[[], object]:
         """The exact work one timed iteration does. Default: a full ``infer``."""
         return lambda: self.infer(inputs)
+
+    def make_device_step(self, inputs: dict[str, np.ndarray]) -> tuple[Callable[[], object], object] | None:
+        """GPU engines: ``(step, torch.cuda.Stream)`` computing on inputs already on the device. CPU: None."""
+        return None
 
     def describe(self) -> dict:
         """Settings worth recording next to the figures (threads, providers, ...)."""

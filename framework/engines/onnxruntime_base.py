@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from framework.engines.base import Engine
-from framework.errors import EngineUnavailable, ProviderFallbackError
+from framework.errors import ProviderFallbackError
 
 
 def create_verified_session(onnx_path, providers: list, session_options=None):
@@ -70,9 +70,7 @@ class OnnxRuntimeEngine(Engine):
         return options
 
     def load(self) -> None:
-        if self.artifacts.onnx_path is None:
-            raise EngineUnavailable(f"{self.name} needs an ONNX file, and none was exported")
-        self.session = create_verified_session(self.artifacts.onnx_path, self.provider_list(), self.session_options())
+        self.session = create_verified_session(self.artifacts.onnx_for(self.precision), self.provider_list(), self.session_options())
         self.output_names = self.config.output_names
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

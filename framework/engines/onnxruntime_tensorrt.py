@@ -1,0 +1,71 @@
+"""ONNX Runtime with the TensorRT execution provider (CUDA EP behind it for nodes TensorRT does not take).
+
+The profile comes from the config's min/opt/max (``trt_profile_*_shapes``); engines and timing caches live
+under the results' cache folder. Precision comes from the ONNX graph; ``trt_fp16_enable`` is set for fp16
+graphs only because TensorRT 10 needs that permission to run their fp16 layers in fp16.
+
+When TensorRT's libraries are missing, ONNX Runtime logs an error and runs on CPU: the session check turns
+that into ``ProviderFallbackError``, recorded as "unavailable", never as a measurement.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from framework.engines.onnxruntime_cuda import OnnxRuntimeCUDAEngine
+from framework.engines.tensorrt_common import check_in_profile, ort_profile_options
+
+TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so")
+
+
+class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
+    name = "onnxruntime-tensorrt"
+    provider = "TensorrtExecutionProvider"
+    options = {"workspace_mb": 4096, "cuda_graph": False, "prefer_nhwc": True}
+
+    @classmethod
+    def availability(cls) -> str | None:
+        reason = super().availability()
+        if reason:
+            return reason
+        for library in TENSORRT_LIBRARIES:
+            try:
+                ctypes.CDLL(library)
+                return None
+            except OSError:
+                continue
+        return f"TensorRT's libraries are not loadable ({', '.join(TENSORRT_LIBRARIES)} not found); ONNX Runtime would fall back to CPU"
+
+    def load(self) -> None:
+        import torch
+
+        from framework.engines.onnxruntime_base import create_verified_session
+
+        self.torch = torch
+        self.stream = torch.cuda.Stream()
+        cache = self.artifacts.cache_dir / "ort_tensorrt"
+        cache.mkdir(parents=True, exist_ok=True)
+        trt_options = {
+            "device_id": "0",
+            "trt_max_workspace_size": str(int(self.settings["workspace_mb"]) << 20),
+            "trt_fp16_enable": "1" if self.precision == "fp16" else "0",
+            "trt_engine_cache_enable": "1",
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": "1",
+            "trt_timing_cache_path": str(cache),
+            "trt_cuda_graph_enable": "1" if self.settings["cuda_graph"] else "0",
+            "user_compute_stream": str(self.stream.cuda_stream),
+            **ort_profile_options(self.config),
+        }
+        providers = [(self.provider, trt_options), ("CUDAExecutionProvider", self.provider_options())]
+        self.session = create_verified_session(self.artifacts.onnx_for(self.precision), providers, self.session_options())
+        self.output_names = self.config.output_names
+
+    def _bound(self, inputs):
+        check_in_profile(self.config, {n: a.shape for n, a in inputs.items()})
+        return super()._bound(inputs)
+
+    def describe(self) -> dict:
+        options = self.session.get_provider_options().get(self.provider, {})
+        keep = ("trt_fp16_enable", "trt_engine_cache_path", "trt_profile_opt_shapes", "trt_max_workspace_size")
+        return {"providers": self.session.get_providers(), "provider_options": {k: options.get(k) for k in keep}}

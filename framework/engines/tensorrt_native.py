@@ -1,0 +1,201 @@
+"""Native TensorRT (10/11 Python API): ONNX -> engine with the config's profile -> name-based execution.
+
+Build: ``OnnxParser`` on the ONNX file of the requested precision (precision lives in the graph: the network
+is created STRONGLY_TYPED where TensorRT offers it; TensorRT 11 removed the FP16/INT8 builder flags), one
+optimization profile from the config's min/opt/max (none when every dim is fixed), a workspace limit and a
+timing cache persisted under the results' cache folder. The serialized engine is stored with its build
+settings (TensorRT version, GPU, compute capability, ONNX hash, profile, ...) and rebuilt when any differ.
+
+Run: torch CUDA tensors are the buffers; ``bind_and_execute`` sets every input shape, checks nothing is left
+unspecified, sets every address, then ``execute_async_v3`` on the engine's stream. Timed iterations on the
+same shapes then only call ``execute_async_v3``: TensorRT keeps shapes and addresses between calls.
+
+Options: ``workspace_mb`` (default 4096), ``module`` (default "tensorrt"; "tensorrt_rtx" for TensorRT for RTX).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+import numpy as np
+
+from framework.engines.base import Engine
+from framework.engines.pytorch_cuda import cuda_unavailable_reason
+from framework.engines.tensorrt_common import (
+    bind_and_execute,
+    build_settings,
+    cached_plan_is_current,
+    check_in_profile,
+    file_sha256,
+    profile_shapes,
+    settings_hash,
+)
+from framework.errors import DeployBenchError, EngineUnavailable
+from framework.results import write_json
+
+
+def import_tensorrt(module: str = "tensorrt"):
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EngineUnavailable(f"the {module} Python package is not importable ({exc}); pip install 'deploybench[gpu]'") from exc
+
+
+class TensorRTEngine(Engine):
+    name = "tensorrt"
+    runtime = "tensorrt"
+    device = "cuda"
+    needs_onnx = True
+    precisions = ("fp32", "fp16")
+    options = {"workspace_mb": 4096, "module": "tensorrt"}
+
+    @classmethod
+    def availability(cls) -> str | None:
+        try:
+            import_tensorrt(cls.options["module"])
+        except EngineUnavailable as exc:
+            return str(exc)
+        return cuda_unavailable_reason()
+
+    # ---- build -------------------------------------------------------------------------------------------
+    def load(self) -> None:
+        import torch
+
+        self.trt = trt = import_tensorrt(self.settings["module"])
+        self.torch = torch
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        onnx_path = self.artifacts.onnx_for(self.precision)
+        cache = self.artifacts.cache_dir
+        cache.mkdir(parents=True, exist_ok=True)
+        self.plan_path = cache / f"tensorrt_{self.precision}.plan"
+        meta_path = self.plan_path.with_suffix(".json")
+        major, minor = torch.cuda.get_device_capability()
+        self.build_settings = build_settings(
+            onnx_path=onnx_path, precision=self.precision, config=self.config,
+            workspace_bytes=int(self.settings["workspace_mb"]) << 20, strongly_typed=self._strongly_typed_flag() is not None,
+            trt_version=getattr(trt, "__version__", "unknown"), gpu_name=torch.cuda.get_device_name(), compute_capability=f"{major}.{minor}",
+        )  # fmt: skip
+        reusable, self.cache_status = cached_plan_is_current(self.plan_path, meta_path, self.build_settings)
+        self.build_s = None
+        if not reusable:
+            start = time.perf_counter()
+            plan = self._build(onnx_path)
+            self.build_s = time.perf_counter() - start
+            self.plan_path.write_bytes(plan)
+            write_json(meta_path, {"settings": self.build_settings, "settings_hash": settings_hash(self.build_settings),
+                                   "plan_sha256": file_sha256(self.plan_path), "build_s": self.build_s})  # fmt: skip
+        runtime = trt.Runtime(self.logger)
+        self.engine = runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
+        if self.engine is None:
+            raise DeployBenchError(f"TensorRT could not deserialize {self.plan_path} on this GPU")
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream()
+        self.input_names, self.output_names = [], []
+        for i in range(self.engine.num_io_tensors):
+            tensor = self.engine.get_tensor_name(i)
+            is_input = self.engine.get_tensor_mode(tensor) == trt.TensorIOMode.INPUT
+            (self.input_names if is_input else self.output_names).append(tensor)
+        if sorted(self.input_names) != sorted(self.config.input_names):
+            raise DeployBenchError(f"engine inputs {self.input_names} differ from the config's {self.config.input_names}")
+
+    def _strongly_typed_flag(self):
+        flags = self.trt.NetworkDefinitionCreationFlag
+        return getattr(flags, "STRONGLY_TYPED", None)
+
+    def _build(self, onnx_path) -> bytes:
+        trt = self.trt
+        builder = trt.Builder(self.logger)
+        flag = self._strongly_typed_flag()
+        network = builder.create_network(0 if flag is None else 1 << int(flag))
+        parser = trt.OnnxParser(network, self.logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise DeployBenchError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.build_settings["workspace_bytes"])
+        if flag is None and self.precision == "fp16" and hasattr(trt.BuilderFlag, "FP16"):
+            config.set_flag(trt.BuilderFlag.FP16)  # TensorRT < 10 without strong typing: permission for fp16 layers
+        timing_cache_path = self.artifacts.cache_dir / "tensorrt_timing.cache"
+        timing_cache = None
+        if hasattr(config, "create_timing_cache"):
+            blob = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
+            timing_cache = config.create_timing_cache(blob)
+            config.set_timing_cache(timing_cache, ignore_mismatch=False)
+        profiles = profile_shapes(self.config)
+        if profiles:
+            profile = builder.create_optimization_profile()
+            for tensor, (low, opt, high) in profiles.items():
+                profile.set_shape(tensor, low, opt, high)
+            config.add_optimization_profile(profile)
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            raise DeployBenchError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
+        if timing_cache is not None:
+            timing_cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+        return bytes(plan)
+
+    # ---- run ---------------------------------------------------------------------------------------------
+    def _device_inputs(self, inputs: dict[str, np.ndarray]) -> dict:
+        check_in_profile(self.config, {n: a.shape for n, a in inputs.items()})
+        torch = self.torch
+        buffers = {}
+        for name in self.input_names:
+            want = torch.from_numpy(np.zeros((), dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
+            buffers[name] = torch.from_numpy(inputs[name]).to("cuda", dtype=want).contiguous()
+        return buffers
+
+    def _allocate(self, name: str, shape) -> object:
+        dtype = self.torch.from_numpy(np.zeros((), dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
+        return self.torch.empty(shape, dtype=dtype, device="cuda")
+
+    def _execute(self, device_inputs: dict) -> dict:
+        with self.torch.cuda.stream(self.stream):
+            return bind_and_execute(self.context, device_inputs, self.output_names, self._allocate,
+                                    lambda t: t.data_ptr(), self.stream.cuda_stream)  # fmt: skip
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self._execute(self._device_inputs(inputs))
+        self.stream.synchronize()
+        return {n: outputs[n].float().cpu().numpy() if outputs[n].is_floating_point() else outputs[n].cpu().numpy()
+                for n in self.config.output_names}  # fmt: skip
+
+    def make_device_step(self, inputs: dict[str, np.ndarray]):
+        self._keep = device_inputs = self._device_inputs(inputs)
+        self._keep_out = self._execute(device_inputs)  # binds shapes and addresses once
+        context, handle = self.context, self.stream.cuda_stream
+        return (lambda: context.execute_async_v3(handle)), self.stream
+
+    def make_step(self, inputs: dict[str, np.ndarray]):
+        torch = self.torch
+        device_inputs = self._device_inputs(inputs)
+        device_outputs = self._execute(device_inputs)
+        pinned_in = {n: torch.from_numpy(inputs[n]).pin_memory() for n in device_inputs}
+        pinned_out = {n: torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for n, t in device_outputs.items()}
+        context, stream = self.context, self.stream
+
+        def step():
+            with torch.cuda.stream(stream):
+                for n, t in device_inputs.items():
+                    t.copy_(pinned_in[n], non_blocking=True)
+                context.execute_async_v3(stream.cuda_stream)
+                for n, t in device_outputs.items():
+                    pinned_out[n].copy_(t, non_blocking=True)
+            stream.synchronize()
+
+        return step
+
+    def describe(self) -> dict:
+        return {
+            "tensorrt": getattr(self.trt, "__version__", "unknown"),
+            "engine_cache": self.cache_status,
+            "engine_build_s": self.build_s,
+            "engine_layers": self.engine.num_layers,
+            "engine_size_mb": self.plan_path.stat().st_size / 1e6,
+            "strongly_typed": self.build_settings["strongly_typed"],
+            "workspace_mb": int(self.settings["workspace_mb"]),
+        }
+
+    def close(self) -> None:
+        self.context = self.engine = None
+
