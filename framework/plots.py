@@ -25,6 +25,8 @@ ENGINE_COLORS = {
     "tensorrt": "#8c564b",
 }
 _FALLBACK = ["#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+# Precisions of one engine share its colour and differ in line style (and hatching in box plots).
+PRECISION_STYLES = {"fp32": "-", "fp16": "--", "int8": ":"}
 DEVICE_PLOT_NAMES = {"cpu": "cpu_time_measurements.jpg", "cuda": "cuda_time_measurements.jpg"}
 
 
@@ -69,7 +71,8 @@ def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: b
                 values = np.where(mask, np.nan, values)
             label = f"{record['engine']} {record['precision']}"
             color = engine_color(record["engine"])
-            series_ax.plot(np.arange(values.size), values, ".-", ms=3, lw=0.8, color=color, label=label, alpha=0.85)
+            style = PRECISION_STYLES.get(record["precision"], "-")
+            series_ax.plot(np.arange(values.size), values, marker=".", ls=style, ms=3, lw=0.8, color=color, label=label, alpha=0.85)
             labels.append(label)
             data.append(values[~np.isnan(values)])
             colors.append(color)
@@ -78,8 +81,8 @@ def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: b
         series_ax.grid(alpha=0.3)
         series_ax.legend(fontsize=8, loc="upper right")
         box = dist_ax.boxplot(data, orientation="horizontal", patch_artist=True, showfliers=keep_outliers)
-        for patch, color in zip(box["boxes"], colors):
-            patch.set(facecolor=color, alpha=0.6)
+        for patch, color, label in zip(box["boxes"], colors, labels):
+            patch.set(facecolor=color, alpha=0.6, hatch="//" if label.endswith("fp16") else "xx" if label.endswith("int8") else "")
         dist_ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
         dist_ax.set(xlabel="latency (ms)", title=f"batch size {batch}: distribution (median line)")
         dist_ax.grid(alpha=0.3, axis="x")

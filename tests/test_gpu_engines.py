@@ -41,3 +41,30 @@ def test_tensorrt_provider_without_tensorrt_libraries_is_unavailable_not_measure
     (record,) = run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)
     assert record["status"] == "unavailable" and "latency" not in record
     assert record["reason"] == reason
+
+
+def test_onnxruntime_cuda_graph_never_replays_stale_inputs(fixture_registry, tmp_path):
+    """With a CUDA graph, a second inference on new data must return the new answer, not the captured one."""
+    import numpy as np
+    import torch
+
+    from framework.engines import ModelArtifacts, engine_class
+    from framework.export import export_onnx
+
+    if not ort_has_cuda():
+        pytest.skip("this onnxruntime build has no CUDAExecutionProvider")
+    loader = fixture_registry.get("tiny_cnn").create()
+    module = loader.load_pytorch_module()
+    (x,) = loader.runtime_inputs()
+    result = export_onnx(module, [x], loader.config, tmp_path / "m.onnx")
+    engine = engine_class("onnxruntime-cuda")(ModelArtifacts(loader.config, module, {"fp32": result.path}, tmp_path), "fp32",
+                                              {"cuda_graph": True})  # fmt: skip
+    engine.load()
+    for data in (x, np.ascontiguousarray(x[:, :, ::-1, :] * 3.0 + 1.0)):
+        got = engine.infer({"image": data})["logits"]
+        want = module(torch.from_numpy(data)).detach().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+    step, stream = engine.make_device_step({"image": x})
+    step()
+    stream.synchronize()
+    np.testing.assert_allclose(engine._io["out"]["logits"].cpu().numpy(), module(torch.from_numpy(x)).detach().numpy(), rtol=1e-3, atol=1e-4)

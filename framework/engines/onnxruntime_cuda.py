@@ -46,34 +46,58 @@ class OnnxRuntimeCUDAEngine(OnnxRuntimeEngine):
         )
         self.output_names = self.config.output_names
 
-    def _bound(self, inputs: dict[str, np.ndarray]):
-        """Device input and output buffers bound by address; output shapes from one plain run."""
-        import onnxruntime as ort
+    def _binding_for(self, inputs: dict[str, np.ndarray]) -> dict:
+        """The one IO binding of this session, on device buffers that never move; ``inputs`` copied in.
+
+        Every path (``infer``, host step, device step) goes through it, because with ``cuda_graph`` ORT captures
+        its graph on the first run and replays it on the same addresses: a plain ``session.run`` first would
+        capture ORT's internal buffers instead, and later runs would replay on stale inputs.
+        """
+        torch = self.torch
+        shapes = {n: tuple(inputs[n].shape) for n in self.config.input_names}
+        if getattr(self, "_io", None) is None or self._io["shapes"] != shapes:
+            dev_in = {n: torch.from_numpy(inputs[n]).to("cuda") for n in self.config.input_names}
+            out_types = {o.name: o.type for o in self.session.get_outputs()}
+            dev_out = {
+                n: torch.empty(shape, dtype=_TORCH_DTYPES[out_types[n]](torch), device="cuda")
+                for n, shape in self._output_shapes(inputs).items()
+            }
+            binding = self.session.io_binding()
+            for name, t in {**dev_in, **dev_out}.items():
+                bind = binding.bind_input if name in dev_in else binding.bind_output
+                bind(name, "cuda", 0, _NP_DTYPES[str(t.dtype)], tuple(t.shape), t.data_ptr())
+            session = self.session
+            self._io = {"shapes": shapes, "in": dev_in, "out": dev_out, "run": lambda: session.run_with_iobinding(binding)}
+        else:
+            for n, t in self._io["in"].items():
+                t.copy_(torch.from_numpy(inputs[n]))
+        torch.cuda.synchronize()
+        return self._io
+
+    def _output_shapes(self, inputs: dict[str, np.ndarray]) -> dict[str, tuple]:
+        """Output shapes for these inputs, from PyTorch on the CPU: an ORT run here would capture its CUDA graph."""
+        from framework.torch_outputs import named_outputs
 
         torch = self.torch
-        dev_in = {n: torch.from_numpy(inputs[n]).to("cuda") for n in self.config.input_names}
-        shapes = [o.shape for o in self.session.run(self.output_names, inputs)]
-        out_types = {o.name: o.type for o in self.session.get_outputs()}
-        dev_out = {
-            n: torch.empty(s, dtype=_TORCH_DTYPES[out_types[n]](torch), device="cuda") for n, s in zip(self.output_names, shapes)
-        }
-        binding = self.session.io_binding()
-        for name, t in {**dev_in, **dev_out}.items():
-            bind = binding.bind_input if name in dev_in else binding.bind_output
-            bind(name, "cuda", 0, _NP_DTYPES[str(t.dtype)], tuple(t.shape), t.data_ptr())
-        run_options = ort.RunOptions()
-        run = lambda: self.session.run_with_iobinding(binding, run_options)  # noqa: E731
-        torch.cuda.synchronize()
-        return run, dev_in, dev_out
+        with torch.inference_mode():
+            result = self.artifacts.module(*(torch.from_numpy(inputs[n]) for n in self.config.input_names))
+        return {n: a.shape for n, a in named_outputs(result, self.output_names).items()}
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        io = self._binding_for(inputs)
+        with self.torch.cuda.stream(self.stream):
+            io["run"]()
+        self.stream.synchronize()
+        return {n: io["out"][n].cpu().numpy() for n in self.output_names}
 
     def make_device_step(self, inputs: dict[str, np.ndarray]):
-        run, self._keep_in, self._keep_out = self._bound(inputs)
-        return run, self.stream
+        return self._binding_for(inputs)["run"], self.stream
 
     def make_step(self, inputs: dict[str, np.ndarray]):
         """Pinned host input -> bound device buffers -> run -> pinned host output, then synchronise."""
         torch = self.torch
-        run, dev_in, dev_out = self._bound(inputs)
+        io = self._binding_for(inputs)
+        run, dev_in, dev_out = io["run"], io["in"], io["out"]
         pinned_in = {n: torch.from_numpy(inputs[n]).pin_memory() for n in dev_in}
         pinned_out = {n: torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for n, t in dev_out.items()}
         stream = self.stream

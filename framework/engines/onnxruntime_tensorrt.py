@@ -21,7 +21,7 @@ TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so")
 class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
     name = "onnxruntime-tensorrt"
     provider = "TensorrtExecutionProvider"
-    options = {"workspace_mb": 4096, "cuda_graph": False, "prefer_nhwc": True}
+    options = {"workspace_mb": 8192, "cuda_graph": False, "prefer_nhwc": True}
 
     @classmethod
     def availability(cls) -> str | None:
@@ -61,9 +61,9 @@ class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
         self.session = create_verified_session(self.artifacts.onnx_for(self.precision), providers, self.session_options())
         self.output_names = self.config.output_names
 
-    def _bound(self, inputs):
+    def _binding_for(self, inputs):
         check_in_profile(self.config, {n: a.shape for n, a in inputs.items()})
-        return super()._bound(inputs)
+        return super()._binding_for(inputs)
 
     def describe(self) -> dict:
         options = self.session.get_provider_options().get(self.provider, {})
