@@ -21,7 +21,7 @@ TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so")
 class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
     name = "onnxruntime-tensorrt"
     provider = "TensorrtExecutionProvider"
-    options = {"workspace_mb": 8192, "cuda_graph": False, "prefer_nhwc": True}
+    options = {"workspace_mb": 0, "cuda_graph": False, "prefer_nhwc": True}
 
     @classmethod
     def availability(cls) -> str | None:
@@ -47,7 +47,6 @@ class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
         cache.mkdir(parents=True, exist_ok=True)
         trt_options = {
             "device_id": "0",
-            "trt_max_workspace_size": str(int(self.settings["workspace_mb"]) << 20),
             "trt_fp16_enable": "1" if self.precision == "fp16" else "0",
             "trt_engine_cache_enable": "1",
             "trt_engine_cache_path": str(cache),
@@ -57,6 +56,8 @@ class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
             "user_compute_stream": str(self.stream.cuda_stream),
             **ort_profile_options(self.config),
         }
+        if self.settings["workspace_mb"]:
+            trt_options["trt_max_workspace_size"] = str(int(self.settings["workspace_mb"]) << 20)
         providers = [(self.provider, trt_options), ("CUDAExecutionProvider", self.provider_options())]
         self.session = create_verified_session(self.artifacts.onnx_for(self.precision), providers, self.session_options())
         self.output_names = self.config.output_names

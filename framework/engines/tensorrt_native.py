@@ -2,7 +2,7 @@
 
 Build: ``OnnxParser`` on the ONNX file of the requested precision (precision lives in the graph: the network
 is created STRONGLY_TYPED where TensorRT offers it; TensorRT 11 removed the FP16/INT8 builder flags), one
-optimization profile from the config's min/opt/max (none when every dim is fixed), a workspace limit and a
+optimization profile from the config's min/opt/max (none when every dim is fixed), an optional workspace limit, a
 timing cache persisted under the results' cache folder. The serialized engine is stored with its build
 settings (TensorRT version, GPU, compute capability, ONNX hash, profile, ...) and rebuilt when any differ.
 
@@ -10,7 +10,8 @@ Run: torch CUDA tensors are the buffers; ``bind_and_execute`` sets every input s
 unspecified, sets every address, then ``execute_async_v3`` on the engine's stream. Timed iterations on the
 same shapes then only call ``execute_async_v3``: TensorRT keeps shapes and addresses between calls.
 
-Options: ``workspace_mb`` (default 8192: ResNet-50 with a profile up to 256x3x512x512 asked for 4.4 GB), ``module`` (default "tensorrt"; "tensorrt_rtx" for TensorRT for RTX).
+Options: ``workspace_mb`` (default 0: TensorRT's own limit, the device memory; ResNet-50 fp32 with a profile
+up to 256x3x512x512 asked for 8.7 GB), ``module`` (default "tensorrt"; "tensorrt_rtx" for TensorRT for RTX).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class TensorRTEngine(Engine):
     device = "cuda"
     needs_onnx = True
     precisions = ("fp32", "fp16")
-    options = {"workspace_mb": 8192, "module": "tensorrt"}
+    options = {"workspace_mb": 0, "module": "tensorrt"}
 
     @classmethod
     def availability(cls) -> str | None:
@@ -113,7 +114,8 @@ class TensorRTEngine(Engine):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise DeployBenchError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
         config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.build_settings["workspace_bytes"])
+        if self.build_settings["workspace_bytes"]:
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.build_settings["workspace_bytes"])
         if flag is None and self.precision == "fp16" and hasattr(trt.BuilderFlag, "FP16"):
             config.set_flag(trt.BuilderFlag.FP16)  # TensorRT < 10 without strong typing: permission for fp16 layers
         timing_cache_path = self.artifacts.cache_dir / "tensorrt_timing.cache"
