@@ -2,8 +2,8 @@
 
 ``<device>_time_measurements.jpg`` per shape: one row per batch size; on the left every timed iteration in
 order (drift and hiccups show), on the right the distribution per engine and precision. Outliers are
-replaced by NaN by default, by Tukey's rule (beyond 1.5 IQR of the quartiles), and the title says how many
-were hidden; ``keep_outliers=True`` draws them.
+replaced by NaN by default: points beyond Tukey's fences (1.5 IQR outside the quartiles) that are also more
+than 5% from the median; the title says how many were hidden; ``keep_outliers=True`` draws them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from framework.results import load_experiments, read_latencies_ms, safe_component
-from framework.stats import tukey_outliers
+from framework.stats import plot_outliers
 
 # One colour per engine, the same in every figure.
 ENGINE_COLORS = {
@@ -66,7 +66,7 @@ def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: b
             column = "latency_model_ms" if record.get("latency_model") else "latency_ms"
             values = np.asarray(read_latencies_ms(Path(record["_dir"]) / "latencies.csv", column))
             if not keep_outliers:
-                mask = tukey_outliers(values)
+                mask = plot_outliers(values)
                 hidden_total += int(mask.sum())
                 values = np.where(mask, np.nan, values)
             label = f"{record['engine']} {record['precision']}"
@@ -86,7 +86,7 @@ def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: b
         dist_ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
         dist_ax.set(xlabel="latency (ms)", title=f"batch size {batch}: distribution (median line)")
         dist_ax.grid(alpha=0.3, axis="x")
-    rule = "all points shown" if keep_outliers else f"{hidden_total} outliers beyond 1.5 IQR hidden"
+    rule = "all points shown" if keep_outliers else f"{hidden_total} outliers hidden: beyond 1.5 IQR and 5% from the median"
     fig.suptitle(f"{title} ({rule}); warm-up excluded", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from framework.engines.cuda_round_trip import pinned_round_trip
 from framework.engines.onnxruntime_base import OnnxRuntimeEngine, create_verified_session
 from framework.engines.pytorch_cuda import cuda_unavailable_reason
 
@@ -95,23 +96,9 @@ class OnnxRuntimeCUDAEngine(OnnxRuntimeEngine):
 
     def make_step(self, inputs: dict[str, np.ndarray]):
         """Pinned host input -> bound device buffers -> run -> pinned host output, then synchronise."""
-        torch = self.torch
         io = self._binding_for(inputs)
-        run, dev_in, dev_out = io["run"], io["in"], io["out"]
-        pinned_in = {n: torch.from_numpy(inputs[n]).pin_memory() for n in dev_in}
-        pinned_out = {n: torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for n, t in dev_out.items()}
-        stream = self.stream
-
-        def step():
-            with torch.cuda.stream(stream):
-                for n, t in dev_in.items():
-                    t.copy_(pinned_in[n], non_blocking=True)
-                run()
-                for n, t in dev_out.items():
-                    pinned_out[n].copy_(t, non_blocking=True)
-            stream.synchronize()
-
-        return step
+        return pinned_round_trip(self.stream, [inputs[n] for n in io["in"]], list(io["in"].values()), io["run"],
+                                 lambda: list(io["out"].values()))  # fmt: skip
 
     def describe(self) -> dict:
         options = self.session.get_provider_options().get(self.provider, {})

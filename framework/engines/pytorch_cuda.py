@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from framework.engines.base import Engine
+from framework.engines.cuda_round_trip import pinned_round_trip
 from framework.torch_outputs import named_outputs
 
 
@@ -108,34 +109,16 @@ class PyTorchCUDAEngine(Engine):
 
     def make_step(self, inputs: dict[str, np.ndarray]):
         """Pinned host input -> device -> model -> pinned host output, then synchronise."""
-        torch = self.torch
-        pinned = [torch.from_numpy(inputs[n]).pin_memory() for n in self.config.input_names]
-        device = [self._to_device(inputs[n]) for n in self.config.input_names]
+        host = [inputs[n] for n in self.config.input_names]
+        device = [self._to_device(a) for a in host]
         self._compile_once(device)
         if self.settings["cuda_graph"]:
             run, static_out = self._graphed(device)
-            outputs = lambda: static_out  # noqa: E731 - the graph writes into the same buffers every replay
-        else:
-            forward = self._forward
-            state = {}
-            run = lambda: state.__setitem__("out", forward(device))  # noqa: E731
-            outputs = lambda: state["out"]  # noqa: E731
-        run()
-        self.stream.synchronize()
-        flat = [t for t in named_outputs_tensors(outputs())]
-        host_out = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in flat]
-        stream = self.stream
-
-        def step():
-            with torch.cuda.stream(stream):
-                for dst, src in zip(device, pinned):
-                    dst.copy_(src, non_blocking=True)  # casts to fp16 / NHWC on the device
-                run()
-                for dst, src in zip(host_out, named_outputs_tensors(outputs())):
-                    dst.copy_(src, non_blocking=True)
-            stream.synchronize()
-
-        return step
+            return pinned_round_trip(self.stream, host, device, run, lambda: named_outputs_tensors(static_out))
+        state = {}
+        forward = self._forward
+        return pinned_round_trip(self.stream, host, device, lambda: state.__setitem__("out", forward(device)),
+                                 lambda: named_outputs_tensors(state["out"]))  # fmt: skip
 
     def describe(self) -> dict:
         return {

@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from framework.engines.base import Engine
+from framework.engines.cuda_round_trip import pinned_round_trip
 from framework.engines.pytorch_cuda import cuda_unavailable_reason
 from framework.engines.tensorrt_common import (
     bind_and_execute,
@@ -169,23 +170,11 @@ class TensorRTEngine(Engine):
         return (lambda: context.execute_async_v3(handle)), self.stream
 
     def make_step(self, inputs: dict[str, np.ndarray]):
-        torch = self.torch
         device_inputs = self._device_inputs(inputs)
-        device_outputs = self._execute(device_inputs)
-        pinned_in = {n: torch.from_numpy(inputs[n]).pin_memory() for n in device_inputs}
-        pinned_out = {n: torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for n, t in device_outputs.items()}
-        context, stream = self.context, self.stream
-
-        def step():
-            with torch.cuda.stream(stream):
-                for n, t in device_inputs.items():
-                    t.copy_(pinned_in[n], non_blocking=True)
-                context.execute_async_v3(stream.cuda_stream)
-                for n, t in device_outputs.items():
-                    pinned_out[n].copy_(t, non_blocking=True)
-            stream.synchronize()
-
-        return step
+        device_outputs = self._execute(device_inputs)  # binds shapes and addresses once
+        context, handle = self.context, self.stream.cuda_stream
+        return pinned_round_trip(self.stream, [inputs[n] for n in device_inputs], list(device_inputs.values()),
+                                 lambda: context.execute_async_v3(handle), lambda: list(device_outputs.values()))  # fmt: skip
 
     def describe(self) -> dict:
         return {
