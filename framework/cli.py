@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-sizes", type=_ints, default=[1], help="comma-separated (default 1)")
     run.add_argument("--iterations", type=int, default=100, help="timed iterations per experiment (default 100)")
     run.add_argument("--warmup", type=int, default=10, help="untimed warm-up iterations (default 10)")
+    run.add_argument("--min-duration", type=float, default=1.0,
+                     help="time at least this many seconds as well as --iterations, whichever ends later (default 1.0)")
+    run.add_argument("--warmup-duration", type=float, default=0.0, help="warm up at least this many seconds too (default 0)")
     run.add_argument("--output", type=Path, default=Path("measurements_results"), help="results folder")
     run.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript", help="torch.onnx exporter")
     run.add_argument("--keep-outliers", action="store_true", help="draw outliers in latency plots (default: NaN beyond 1.5 IQR)")
@@ -108,6 +111,8 @@ def _run(args) -> int:
         batch_sizes=args.batch_sizes,
         iterations=args.iterations,
         warmup=args.warmup,
+        min_duration=args.min_duration,
+        warmup_duration=args.warmup_duration,
         output=args.output,
         exporter=args.exporter,
         keep_outliers=args.keep_outliers,

@@ -19,46 +19,73 @@ from typing import Callable
 class Timing:
     latencies_ns: tuple[int, ...]  # one per timed iteration, raw
     elapsed_ns: int  # wall time of the whole timed region, for throughput
-    warmup: int
+    warmup: int  # warm-up iterations actually run
     clock: str  # "perf_counter_ns" or "cuda_events"
+    enqueue_ns: tuple[int, ...] | None = None  # GPU: host time spent issuing each iteration's work
 
 
-def time_host(step: Callable[[], object], iterations: int, warmup: int) -> Timing:
-    """Run ``warmup`` untimed steps, then ``iterations`` timed ones."""
+def time_host(
+    step: Callable[[], object], iterations: int, warmup: int, *, min_duration_s: float = 0.0,
+    warmup_duration_s: float = 0.0, clock: Callable[[], int] = time.perf_counter_ns,
+) -> Timing:  # fmt: skip
+    """Warm up (at least ``warmup`` steps and ``warmup_duration_s``), then time at least ``iterations`` steps
+    and at least ``min_duration_s`` of timed region, whichever ends later."""
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
-    for _ in range(warmup):
-        step()
-    clock = time.perf_counter_ns
+    warmed = _warm_up(step, warmup, warmup_duration_s, clock)
     samples = [0] * iterations
     start = clock()
     for i in range(iterations):
         t0 = clock()
         step()
         samples[i] = clock() - t0
+    min_end = start + int(min_duration_s * 1e9)
+    while clock() < min_end:  # the run-length rule: keep going until the minimum duration is reached
+        t0 = clock()
+        step()
+        samples.append(clock() - t0)
     elapsed = clock() - start
-    return Timing(tuple(samples), elapsed, warmup, "perf_counter_ns")
+    return Timing(tuple(samples), elapsed, warmed, "perf_counter_ns")
 
 
-def time_cuda(step: Callable[[], object], stream, iterations: int, warmup: int) -> Timing:
-    """Device time of ``step`` on ``stream`` (a ``torch.cuda.Stream``), one event pair per iteration."""
+def _warm_up(step, warmup: int, warmup_duration_s: float, clock) -> int:
+    done = 0
+    end = clock() + int(warmup_duration_s * 1e9)
+    while done < warmup or clock() < end:
+        step()
+        done += 1
+    return done
+
+
+def time_cuda(
+    step: Callable[[], object], stream, iterations: int, warmup: int, *, min_duration_s: float = 0.0,
+    warmup_duration_s: float = 0.0,
+) -> Timing:  # fmt: skip
+    """Device time of ``step`` on ``stream`` (a ``torch.cuda.Stream``), one event pair per iteration.
+
+    The host time of each ``step()`` call is kept too (``enqueue_ns``): when it reaches the device time the
+    GPU waits for the host (host-bound), and CUDA graphs are the remedy.
+    """
     import torch
 
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
+    clock = time.perf_counter_ns
     with torch.cuda.stream(stream):
-        for _ in range(warmup):
-            step()
+        warmed = _warm_up(step, warmup, warmup_duration_s, clock)
         stream.synchronize()
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
-        clock = time.perf_counter_ns
+        pairs, enqueue = [], []
         begin = clock()
-        for i in range(iterations):
-            starts[i].record(stream)
+        min_end = begin + int(min_duration_s * 1e9)
+        while len(pairs) < iterations or clock() < min_end:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(stream)
+            t0 = clock()
             step()
-            ends[i].record(stream)
-            ends[i].synchronize()
+            enqueue.append(clock() - t0)
+            end.record(stream)
+            end.synchronize()
+            pairs.append((start, end))
         elapsed = clock() - begin
-    samples = tuple(int(round(s.elapsed_time(e) * 1e6)) for s, e in zip(starts, ends))
-    return Timing(samples, elapsed, warmup, "cuda_events")
+    samples = tuple(int(round(s.elapsed_time(e) * 1e6)) for s, e in pairs)
+    return Timing(samples, elapsed, warmed, "cuda_events", tuple(enqueue))

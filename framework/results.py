@@ -22,11 +22,12 @@ import tempfile
 from pathlib import Path
 
 SUMMARY_COLUMNS = [
-    "model", "shape", "engine", "device", "precision", "batch_size", "status", "reason",
-    "n", "mean_ms", "std_ms", "min_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms",
+    "model", "shape", "engine", "device", "precision", "batch_size", "status", "reason", "validity",
+    "invalid_reasons", "warnings", "n", "timed_region_s", "mean_ms", "std_ms", "cv", "min_ms", "median_ms",
+    "median_ci99_low_ms", "median_ci99_high_ms", "iqr_ms", "mad_ms", "tukey_outliers", "p90_ms", "p95_ms", "p99_ms", "max_ms",
     "throughput_items_per_s", "model_median_ms", "model_mean_ms", "model_p99_ms", "model_throughput_items_per_s",
     "max_abs_error", "cosine_similarity", "all_close",
-    "model_size_mb", "parameters", "onnx_nodes", "export_s", "build_s",
+    "model_size_mb", "parameters", "onnx_nodes", "export_s", "load_s", "build_s", "first_inference_ms",
 ]  # fmt: skip
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -89,6 +90,8 @@ def flat_row(record: dict) -> dict:
     model = {f"model_{k}": v for k, v in (record.get("latency_model") or {}).items()}
     row = {**record, **latency, **model, **{k: agreement.get(k) for k in ("max_abs_error", "cosine_similarity", "all_close")}}
     row["shape"] = record.get("shape_tag")
+    for key in ("invalid_reasons", "warnings"):
+        row[key] = "; ".join(record.get(key) or [])
     return {column: row.get(column) for column in SUMMARY_COLUMNS}
 
 
@@ -105,23 +108,34 @@ def write_model_tables(model_dir: Path) -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """One table per shape: a row per engine/precision/batch, as in the seed projects' tables."""
+    """One table per shape: a row per engine/precision/batch, as in the seed projects' tables.
+
+    "n/a" marks a figure the run cannot support (p99 needs 459 samples) or that does not apply.
+    """
     out = []
     for shape in sorted({r["shape"] for r in rows}):
         out += [
             f"## shape {shape}",
             "",
-            "| engine | precision | batch | status | median ms | mean ms | p99 ms | max ms | items/s "
-            "| model-only median ms | model-only items/s | max abs err | size MB | build s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| engine | precision | batch | status | median ms (99% CI) | mean ms | CV | p99 ms | max ms | items/s "
+            "| model-only median ms | model-only items/s | max abs err | size MB | build s | first inference ms |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in rows if r["shape"] == shape):
-            status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
+            if r["status"] != "ok":
+                status = f"{r['status']}: {r['reason']}"
+            elif r["validity"] == "invalid":
+                status = f"INVALID: {r['invalid_reasons']}"
+            else:
+                status = "ok" + (f" (warning: {r['warnings']})" if r["warnings"] else "")
+            ci = f" ({_fmt(r['median_ci99_low_ms'])}-{_fmt(r['median_ci99_high_ms'])})" if r["median_ci99_low_ms"] is not None else ""
             out.append(
-                f"| {r['engine']} | {r['precision']} | {r['batch_size']} | {status} | {_fmt(r['median_ms'])} | "
-                f"{_fmt(r['mean_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | {_fmt(r['throughput_items_per_s'], 1)} | "
+                f"| {r['engine']} | {r['precision']} | {r['batch_size']} | {status} | {_fmt(r['median_ms'])}{ci} | "
+                f"{_fmt(r['mean_ms'])} | {_fmt(r['cv'] * 100 if r['cv'] is not None else None, 1)}% | {_fmt(r['p99_ms'])} | "
+                f"{_fmt(r['max_ms'])} | {_fmt(r['throughput_items_per_s'], 1)} | "
                 f"{_fmt(r['model_median_ms'])} | {_fmt(r['model_throughput_items_per_s'], 1)} | "
-                f"{_fmt(r['max_abs_error'], sci=True)} | {_fmt(r['model_size_mb'], 1)} | {_fmt(r['build_s'], 2)} |"
+                f"{_fmt(r['max_abs_error'], sci=True)} | {_fmt(r['model_size_mb'], 1)} | {_fmt(r['build_s'], 2)} | "
+                f"{_fmt(r['first_inference_ms'], 1)} |"
             )
         out.append("")
     return "\n".join(out) + "\n"
@@ -129,5 +143,5 @@ def markdown_table(rows: list[dict]) -> str:
 
 def _fmt(value, digits: int = 3, sci: bool = False) -> str:
     if value is None or value == "":
-        return "-"
+        return "n/a"
     return f"{value:.2e}" if sci else f"{value:.{digits}f}"

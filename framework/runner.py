@@ -30,6 +30,7 @@ from framework.registry import RegisteredModel
 from framework.results import experiment_dir, safe_component, write_json, write_latencies, write_model_tables
 from framework.shapes import shape_tag
 from framework.stats import latency_summary
+from framework.validity import label
 
 
 @dataclass
@@ -37,8 +38,10 @@ class SweepSettings:
     engines: list[str] | None = None  # None: every engine this machine can run
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     batch_sizes: list[int] = field(default_factory=lambda: [1])
-    iterations: int = 100
+    iterations: int = 100  # at least this many timed iterations ...
     warmup: int = 10
+    min_duration: float = 1.0  # ... and at least this many seconds of timed region, whichever ends later
+    warmup_duration: float = 0.0  # warm-up: at least `warmup` iterations and at least this many seconds
     output: Path = Path("measurements_results")
     exporter: str = "torchscript"
     keep_outliers: bool = False
@@ -58,6 +61,8 @@ class SweepSettings:
             raise DeployBenchError(f"unknown precisions {bad}; allowed: {', '.join(PRECISIONS)}")
         if any(b < 1 for b in self.batch_sizes):
             raise DeployBenchError(f"batch sizes must be positive, got {self.batch_sizes}")
+        if self.min_duration < 0 or self.warmup_duration < 0:
+            raise DeployBenchError(f"durations must be >= 0, got {self.min_duration} and {self.warmup_duration}")
         if self.iterations < 1 or self.warmup < 0:
             raise DeployBenchError(f"need iterations >= 1 and warmup >= 0, got {self.iterations} and {self.warmup}")
         known = {name for engine in ENGINES for name in engine_class(engine).options}
@@ -76,6 +81,7 @@ class ShapeContext:
     artifacts: ModelArtifacts | None = None
     inputs: list[np.ndarray] | None = None  # runtime tensors, batch of one
     parameters: int | None = None
+    load_s: float | None = None  # cold start: loading the PyTorch module
     export: dict | None = None
     export_error: str | None = None
     precision_errors: dict[str, str] = field(default_factory=dict)
@@ -123,7 +129,9 @@ def _prepare_shape(model, shapes, engines, settings, model_dir, report) -> Shape
     context = ShapeContext(model=model.name, tag=shape_tag(loader.example_shapes), shapes=list(loader.example_shapes))
     try:
         context.inputs = loader.runtime_inputs()
+        start = time.perf_counter()
         module = loader.load_pytorch_module().eval()
+        context.load_s = time.perf_counter() - start
         context.parameters = sum(p.numel() for p in module.parameters())
         cache_dir = model_dir / "cache" / safe_component(context.tag)
         context.artifacts = ModelArtifacts(config=loader.config, module=module, cache_dir=cache_dir)
@@ -165,7 +173,9 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         "batch_size": batch_size,
         "iterations": settings.iterations,
         "warmup": settings.warmup,
+        "min_duration_s": settings.min_duration,
         "parameters": context.parameters,
+        "load_s": context.load_s,
         **(context.export or {}),
     }
 
@@ -197,19 +207,25 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         record["model_size_mb"] = (
             onnx_size_mb(context.artifacts.onnx_for(precision)) if cls.needs_onnx else _module_size_mb(context.artifacts.module)
         )
-        record["agreement"] = compare_outputs(reference, engine.infer(inputs))
-        timing = time_host(engine.make_step(inputs), settings.iterations, settings.warmup)
+        start = time.perf_counter()
+        first_outputs = engine.infer(inputs)
+        record["first_inference_ms"] = (time.perf_counter() - start) * 1e3  # cold: includes lazy initialisation
+        record["agreement"] = compare_outputs(reference, first_outputs)
+        durations = {"min_duration_s": settings.min_duration, "warmup_duration_s": settings.warmup_duration}
+        timing = time_host(engine.make_step(inputs), settings.iterations, settings.warmup, **durations)
         record["clock"] = timing.clock
         record["timed_region_s"] = timing.elapsed_ns / 1e9
         record["latency"] = latency_summary(timing, batch_size)
         record["latencies_ns"] = timing.latencies_ns
         device_step = engine.make_device_step(inputs)
+        model_timing = None
         if device_step is not None:  # GPU engines: latency-model, device time of the compute alone
             step, stream = device_step
-            model_timing = time_cuda(step, stream, settings.iterations, settings.warmup)
+            model_timing = time_cuda(step, stream, settings.iterations, settings.warmup, **durations)
             record["latency_model"] = latency_summary(model_timing, batch_size)
             record["latencies_model_ns"] = model_timing.latencies_ns
         record["engine_settings"] = engine.describe()
+        label(record, settings.iterations, settings.min_duration, model_timing.enqueue_ns if model_timing else None)
     except EngineUnavailable as exc:  # e.g. ONNX Runtime fell back to CPU: not a measurement of this engine
         return finish("unavailable", one_line(exc))
     except Exception as exc:
@@ -264,7 +280,10 @@ def _outcome(record: dict) -> str:
     if record["status"] != "ok":
         return f"{record['status'].upper()}: {record['reason']}"
     latency, model = record["latency"], record.get("latency_model")
-    text = f"median {latency['median_ms']:.3f} ms, p99 {latency['p99_ms']:.3f} ms, {latency['throughput_items_per_s']:.1f} items/s"
+    text = f"median {latency['median_ms']:.3f} ms (n={latency['n']}, CV {latency['cv']:.1%}), {latency['throughput_items_per_s']:.1f} items/s"
     if model:
         text += f"; model-only median {model['median_ms']:.3f} ms, {model['throughput_items_per_s']:.1f} items/s"
-    return text + f", max abs error {record['agreement']['worst']['max_abs_error']:.2e}"
+    text += f", max abs error {record['agreement']['worst']['max_abs_error']:.2e}"
+    if record["validity"] == "invalid":
+        text += f"; INVALID: {'; '.join(record['invalid_reasons'])}"
+    return text + "".join(f"; warning: {w}" for w in record["warnings"])

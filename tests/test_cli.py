@@ -16,7 +16,7 @@ from tests.conftest import FIXTURE_MODELS
 
 
 def run(*args):
-    return main(["run", *args, "--models-dir", str(FIXTURE_MODELS), "--iterations", "8", "--warmup", "2", "--quiet"])
+    return main(["run", *args, "--models-dir", str(FIXTURE_MODELS), "--iterations", "8", "--warmup", "2", "--min-duration", "0", "--quiet"])
 
 
 def read_summary(model_dir):
@@ -36,7 +36,10 @@ def test_run_writes_every_result_file_with_sane_values(tmp_path):
     for row in rows:
         assert row["status"] == "ok", row
         lo, med, hi = float(row["min_ms"]), float(row["median_ms"]), float(row["max_ms"])
-        assert 0 < lo <= med <= float(row["p99_ms"]) <= hi
+        assert 0 < lo <= med <= hi
+        assert float(row["median_ci99_low_ms"]) == lo and float(row["median_ci99_high_ms"]) == hi  # n=8: widest interval
+        assert row["p90_ms"] == row["p99_ms"] == ""  # 8 samples support no tail percentile
+        assert row["validity"] == "valid" and row["invalid_reasons"] == ""
         assert float(row["throughput_items_per_s"]) > 0
         assert row["n"] == "8" and row["all_close"] == "True"
         assert float(row["max_abs_error"]) < 1e-4
@@ -47,10 +50,12 @@ def test_run_writes_every_result_file_with_sane_values(tmp_path):
     assert summary["engine_settings"]["providers"] == ["CPUExecutionProvider"]
     assert summary["onnx_nodes"] > 0 and summary["export_s"] > 0 and summary["parameters"] == 3 * 4 * 9 + 4 + 4 * 5 + 5
     assert summary["clock"] == "perf_counter_ns" and summary["warmup"] == 2
+    assert summary["load_s"] > 0 and summary["first_inference_ms"] > 0 and summary["build_s"] >= 0
     env = json.loads((model_dir / "environment.json").read_text())
     assert env["cpu_cores_logical"] >= 1 and env["packages"]["torch"] and env["packages"]["onnx"]
     table = (model_dir / "summary.md").read_text()
     assert "## shape 16x16x3" in table and table.count("| onnxruntime-cpu | fp32 |") == 4
+    assert "| ok |" in table and "n/a" in table  # p99 of 8 samples is shown as not available
     for shape in ("16x16x3", "24x20x3"):
         plot = model_dir / "plots" / shape / "cpu_time_measurements.jpg"
         with Image.open(plot) as image:
@@ -71,7 +76,7 @@ def test_a_failing_experiment_is_recorded_and_the_sweep_goes_on(tmp_path, capsys
     load = (plugins / "fixed_batch" / "load.py").read_text().replace('name = "tiny_cnn"', 'name = "fixed_batch"')
     (plugins / "fixed_batch" / "load.py").write_text(load)
     code = main(["run", "fixed_batch", "--models-dir", str(plugins), "--output", str(tmp_path / "out"),
-                 "--batch-sizes", "1,2", "--precisions", "fp32,fp16", "--iterations", "3", "--warmup", "0", "--quiet"])  # fmt: skip
+                 "--batch-sizes", "1,2", "--precisions", "fp32,fp16", "--iterations", "3", "--warmup", "0", "--min-duration", "0", "--quiet"])  # fmt: skip
     assert code == 1
     assert "2 of 8 experiments failed" in capsys.readouterr().err  # fp16 rows are skipped, not failed
     rows = {(r["engine"], r["precision"], r["batch_size"]): r for r in read_summary(tmp_path / "out" / "fixed_batch")}
@@ -132,7 +137,7 @@ def test_the_readme_walkthrough_model_runs_as_written(tmp_path):
     for name, body in blocks.items():
         (folder / name).write_text(body)
     code = main(["run", "tiny_mlp", "--models-dir", str(tmp_path / "models"), "--output", str(tmp_path / "out"),
-                 "--iterations", "3", "--warmup", "1", "--batch-sizes", "1,8", "--quiet"])  # fmt: skip
+                 "--iterations", "3", "--warmup", "1", "--min-duration", "0", "--batch-sizes", "1,8", "--quiet"])  # fmt: skip
     assert code == 0
     rows = read_summary(tmp_path / "out" / "tiny_mlp")
     assert [r["status"] for r in rows] == ["ok"] * 4

@@ -1,0 +1,51 @@
+"""Every result is labelled ``valid`` or ``invalid`` with the reasons, and carries its warnings separately.
+
+Invalid (kept on disk, shown as invalid, never drawn as a winner, never used by ``compare``):
+  fewer samples or a shorter timed region than required; outputs with NaN/Inf; outputs that disagree with
+  the PyTorch fp32 reference beyond the precision's cosine-similarity floor.
+Warnings: coefficient of variation above 10% (pyperf's rule: the figure is unstable); host-bound (trtexec's
+rule: the host spends as long issuing an iteration as the device spends running it; CUDA graphs are the
+remedy).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from framework.stats import CV_WARNING
+
+# Cosine similarity to the fp32 reference below which outputs are called wrong, per precision.
+COSINE_FLOOR = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}
+
+
+def label(record: dict, required_iterations: int, required_duration_s: float, enqueue_ns: tuple[int, ...] | None) -> None:
+    """Add ``validity``, ``invalid_reasons`` and ``warnings`` to a measured record, in place."""
+    reasons, warnings = [], []
+    latency = record["latency"]
+    if latency["n"] < required_iterations:
+        reasons.append(f"{latency['n']} samples, {required_iterations} required")
+    if latency["timed_region_s"] + 1e-9 < required_duration_s:
+        reasons.append(f"timed region {latency['timed_region_s']:.3f} s, {required_duration_s} s required")
+    agreement = record["agreement"]["worst"]
+    if agreement["has_nan_or_inf"]:
+        reasons.append("outputs contain NaN or Inf")
+    else:
+        floor = COSINE_FLOOR.get(record["precision"], 0.99)
+        if agreement["cosine_similarity"] < floor:
+            reasons.append(
+                f"outputs disagree with PyTorch fp32: cosine similarity {agreement['cosine_similarity']:.6f} < {floor} for {record['precision']}"
+            )
+    for key, name in (("latency", "latency"), ("latency_model", "latency-model")):
+        if key in record and record[key]["cv"] > CV_WARNING:
+            warnings.append(f"unstable {name}: coefficient of variation {record[key]['cv']:.0%} > {CV_WARNING:.0%}")
+    if enqueue_ns and "latency_model" in record:
+        enqueue_ms = statistics.median(enqueue_ns) / 1e6
+        record["enqueue_median_ms"] = enqueue_ms
+        if enqueue_ms >= record["latency_model"]["median_ms"]:
+            warnings.append(
+                f"host-bound: issuing an iteration takes {enqueue_ms:.3f} ms on the host, the device runs it in "
+                f"{record['latency_model']['median_ms']:.3f} ms; CUDA graphs (--option cuda_graph=true) remove the launch cost"
+            )
+    record["validity"] = "invalid" if reasons else "valid"
+    record["invalid_reasons"] = reasons
+    record["warnings"] = warnings
