@@ -1,7 +1,7 @@
-"""``deploybench run|list``: the only place exceptions become exit codes.
+"""``deploybench run|list|compare``: the only place exceptions become exit codes.
 
-Exit status: 0 when every experiment ended ok, skipped or unavailable; 1 when any failed; 2 for bad input
-(unknown model, malformed config, bad arguments).
+Exit status of ``run``: 0 when every experiment ended ok, skipped or unavailable; 1 when any failed; 2 for
+bad input (unknown model, malformed config, bad arguments). ``compare``: 1 when something got slower.
 """
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
 
     sub.add_parser("list", parents=[common], help="models found, and which engines this machine can run")
+
+    cmp = sub.add_parser("compare", help="compare two result folders: faster, slower or no significant difference")
+    cmp.add_argument("results_a", type=Path)
+    cmp.add_argument("results_b", type=Path)
+    cmp.add_argument("--factor", type=float, default=1.1, help="minimum effect for a verdict, as in asv (default 1.1)")
+    cmp.add_argument("--strict", action="store_true", help="refuse to compare results from different environments")
     return parser
 
 
@@ -58,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list(args)
+        if args.command == "compare":
+            return _compare(args)
         return _run(args)
     except DeployBenchError as exc:
         print(f"deploybench: error: {exc}", file=sys.stderr)
@@ -96,6 +104,23 @@ def _list(args) -> int:
         reason = engine_availability(name)
         print(f"  {name:24s} {'available' if reason is None else 'unavailable: ' + reason}")
     return 0
+
+
+def _compare(args) -> int:
+    """Exit 1 when something got slower beyond the factor (a CI gate), 2 when refused, else 0."""
+    from framework.compare import compare, environment_differences, format_report
+
+    for folder in (args.results_a, args.results_b):
+        if not folder.is_dir():
+            raise DeployBenchError(f"results folder {folder} does not exist")
+    env_diffs = environment_differences(args.results_a, args.results_b)
+    if env_diffs and args.strict:
+        raise DeployBenchError("refusing to compare results from different environments (--strict): " + "; ".join(env_diffs))
+    pairs, notes = compare(args.results_a, args.results_b, args.factor)
+    print(format_report(pairs, notes, env_diffs, args.factor))
+    if not pairs:
+        raise DeployBenchError("no valid experiment is present in both folders")
+    return 1 if any(p.verdict == "slower" for p in pairs) else 0
 
 
 def _run(args) -> int:

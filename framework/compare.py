@@ -1,0 +1,133 @@
+"""Compare two result folders: is B faster, slower, or not significantly different from A?
+
+Experiments are matched on (model, shape, engine, precision, batch size). Per pair: the ratio of medians
+B/A with a 99% bootstrap confidence interval from the raw samples (device time for GPU engines, host time
+otherwise). The verdict follows asv's rule: "slower" only when the interval lies above 1 AND the ratio
+reaches the effect factor (default 1.1), "faster" symmetrically, otherwise "no significant difference".
+Invalid or failed results are never compared. Results from different machines or library versions are
+flagged (``strict`` refuses them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from framework.results import read_latencies_ms
+
+ENVIRONMENT_KEYS = ("cpu_model", "python")
+
+
+@dataclass(frozen=True)
+class Pair:
+    key: tuple
+    median_a: float
+    median_b: float
+    ratio: float
+    ci_low: float
+    ci_high: float
+    verdict: str
+
+
+def load_results(root: Path) -> dict[tuple, dict]:
+    """Every experiment under ``root`` (a results folder or one model's folder), keyed for matching."""
+    found = {}
+    for path in sorted(Path(root).rglob("summary.json")):
+        record = json.loads(path.read_text())
+        if "engine" not in record:
+            continue
+        record["_dir"] = str(path.parent)
+        found[(record["model"], record["shape_tag"], record["engine"], record["precision"], record["batch_size"])] = record
+    return found
+
+
+def samples_ms(record: dict) -> np.ndarray:
+    column = "latency_model_ms" if record.get("latency_model") else "latency_ms"
+    return np.asarray(read_latencies_ms(Path(record["_dir"]) / "latencies.csv", column))
+
+
+def bootstrap_ratio_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.99, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap of median(b) / median(a), resampling each side independently."""
+    rng = np.random.default_rng(seed)
+    med_a = np.median(rng.choice(a, size=(resamples, a.size)), axis=1)
+    med_b = np.median(rng.choice(b, size=(resamples, b.size)), axis=1)
+    ratios = med_b / med_a
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def verdict(ratio: float, low: float, high: float, factor: float) -> str:
+    if low > 1 and ratio >= factor:
+        return "slower"
+    if high < 1 and ratio <= 1 / factor:
+        return "faster"
+    return "no significant difference"
+
+
+def environment_differences(root_a: Path, root_b: Path) -> list[str]:
+    """What differs between the machines and libraries that produced A and B."""
+    envs = []
+    for root in (root_a, root_b):
+        files = sorted(Path(root).rglob("environment.json"))
+        envs.append(json.loads(files[0].read_text()) if files else {})
+    a, b = envs
+    if not a or not b:
+        return ["environment.json missing on one side: cannot tell whether the machines match"]
+    diffs = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in ENVIRONMENT_KEYS if a.get(k) != b.get(k)]
+    gpus_a = [(g["name"], g["driver"]) for g in a.get("gpus", [])]
+    gpus_b = [(g["name"], g["driver"]) for g in b.get("gpus", [])]
+    if gpus_a != gpus_b:
+        diffs.append(f"GPUs/driver: {gpus_a} vs {gpus_b}")
+    for name in sorted(set(a.get("packages", {})) | set(b.get("packages", {}))):
+        va, vb = a.get("packages", {}).get(name), b.get("packages", {}).get(name)
+        if va != vb:
+            diffs.append(f"{name}: {va} vs {vb}")
+    return diffs
+
+
+def compare(root_a: Path, root_b: Path, factor: float = 1.1) -> tuple[list[Pair], list[str]]:
+    """Pairs with verdicts, and notes on what could not be compared."""
+    a, b = load_results(root_a), load_results(root_b)
+    pairs, notes = [], []
+    for key in sorted(set(a) & set(b), key=str):
+        unusable = [f"{side}: {r['status']}" if r["status"] != "ok" else f"{side}: invalid ({'; '.join(r.get('invalid_reasons', []))})"
+                    for side, r in (("A", a[key]), ("B", b[key])) if r["status"] != "ok" or r.get("validity") != "valid"]  # fmt: skip
+        if unusable:
+            notes.append(f"{_name(key)}: not compared, {', '.join(unusable)}")
+            continue
+        sa, sb = samples_ms(a[key]), samples_ms(b[key])
+        ratio = float(np.median(sb) / np.median(sa))
+        low, high = bootstrap_ratio_ci(sa, sb)
+        pairs.append(Pair(key, float(np.median(sa)), float(np.median(sb)), ratio, low, high, verdict(ratio, low, high, factor)))
+    for key in sorted(set(a) ^ set(b), key=str):
+        notes.append(f"{_name(key)}: only in {'A' if key in a else 'B'}")
+    return pairs, notes
+
+
+def geometric_mean(ratios: list[float]) -> float:
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else float("nan")
+
+
+def format_report(pairs: list[Pair], notes: list[str], env_diffs: list[str], factor: float) -> str:
+    lines = []
+    if env_diffs:
+        lines.append("WARNING: the two runs come from different environments:")
+        lines += [f"  {d}" for d in env_diffs]
+        lines.append("")
+    lines.append(f"{'experiment':58s} {'A median ms':>11s} {'B median ms':>11s} {'B/A':>6s} {'99% CI':>15s}  verdict (factor {factor})")
+    for p in pairs:
+        lines.append(f"{_name(p.key):58s} {p.median_a:11.3f} {p.median_b:11.3f} {p.ratio:6.3f} [{p.ci_low:5.3f}, {p.ci_high:5.3f}]  {p.verdict}")
+    if pairs:
+        lines.append(f"geometric mean of B/A over {len(pairs)} pairs: {geometric_mean([p.ratio for p in pairs]):.3f}")
+    lines += notes
+    return "\n".join(lines)
+
+
+def _name(key: tuple) -> str:
+    model, shape, engine, precision, batch = key
+    return f"{model} {shape} {engine} {precision} bs{batch}"

@@ -1,0 +1,66 @@
+"""compare on constructed A/B result folders with known answers, written as the runner writes them."""
+
+import numpy as np
+import pytest
+
+from framework.cli import main
+from framework.compare import bootstrap_ratio_ci, compare, verdict
+from framework.results import write_json, write_latencies
+
+ENV = {"cpu_model": "Test CPU", "python": "3.11.7", "gpus": [], "packages": {"torch": "2.14.1", "onnxruntime": "1.32.0"}}
+
+
+def write_run(root, medians_ms: dict, env=ENV, seed=0, validity="valid"):
+    """One model, one experiment per engine, 200 samples around each median (1% jitter)."""
+    rng = np.random.default_rng(seed)
+    write_json(root / "m" / "environment.json", env)
+    for engine, median in medians_ms.items():
+        folder = root / "m" / "8x8" / f"{engine}__fp32__bs1"
+        samples = median * (1 + 0.01 * rng.standard_normal(200))
+        write_latencies(folder / "latencies.csv", tuple(int(v * 1e6) for v in samples))
+        write_json(folder / "summary.json", {"model": "m", "shape_tag": "8x8", "engine": engine, "precision": "fp32",
+                                             "batch_size": 1, "status": "ok", "validity": validity, "invalid_reasons": []})  # fmt: skip
+    return root
+
+
+def test_verdicts_clearly_faster_clearly_slower_and_indistinguishable(tmp_path):
+    a = write_run(tmp_path / "a", {"fast-engine": 10.0, "slow-engine": 10.0, "same-engine": 10.0}, seed=1)
+    b = write_run(tmp_path / "b", {"fast-engine": 5.0, "slow-engine": 15.0, "same-engine": 10.0}, seed=2)
+    pairs, notes = compare(a, b)
+    by_engine = {p.key[2]: p for p in pairs}
+    assert by_engine["fast-engine"].verdict == "faster" and by_engine["fast-engine"].ratio == pytest.approx(0.5, rel=0.01)
+    assert by_engine["slow-engine"].verdict == "slower" and by_engine["slow-engine"].ci_low > 1
+    same = by_engine["same-engine"]
+    assert same.verdict == "no significant difference" and same.ci_low < 1.01 and same.ci_high > 0.99
+    assert notes == []
+
+
+def test_a_small_but_real_difference_below_the_factor_is_no_verdict():
+    assert verdict(1.05, 1.03, 1.07, factor=1.1) == "no significant difference"
+    assert verdict(1.15, 1.12, 1.18, factor=1.1) == "slower"
+    assert verdict(1.15, 0.98, 1.30, factor=1.1) == "no significant difference"  # too uncertain
+    low, high = bootstrap_ratio_ci(np.full(50, 2.0), np.full(50, 3.0))
+    assert low == high == 1.5
+
+
+def test_invalid_results_are_never_compared(tmp_path):
+    a = write_run(tmp_path / "a", {"e": 10.0})
+    b = write_run(tmp_path / "b", {"e": 20.0}, validity="invalid")
+    pairs, notes = compare(a, b)
+    assert pairs == [] and notes == ["m 8x8 e fp32 bs1: not compared, B: invalid ()"]
+
+
+def test_cli_exit_codes_and_environment_mismatch(tmp_path, capsys):
+    a = write_run(tmp_path / "a", {"e": 10.0})
+    b = write_run(tmp_path / "b", {"e": 15.0}, seed=3)
+    assert main(["compare", str(a), str(b)]) == 1  # slower: fails a CI gate
+    out = capsys.readouterr().out
+    assert "slower" in out and "geometric mean of B/A over 1 pairs: 1.5" in out
+    assert main(["compare", str(b), str(a)]) == 0
+    other = write_run(tmp_path / "c", {"e": 10.0}, env={**ENV, "cpu_model": "Other CPU", "packages": {"torch": "2.9.1"}})
+    assert main(["compare", str(a), str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: the two runs come from different environments" in out
+    assert "cpu_model: 'Test CPU' vs 'Other CPU'" in out and "torch: 2.14.1 vs 2.9.1" in out
+    assert main(["compare", str(a), str(other), "--strict"]) == 2
+    assert "refusing to compare results from different environments" in capsys.readouterr().err
