@@ -14,12 +14,18 @@ else
     echo "deploybench: creating a virtual environment in $venv" >&2
     python3 -m venv "$venv" || return 1
   fi
+  # The stamp holds pyproject.toml's hash and the extras installed; reinstall only when the file changed or
+  # an extra is missing, and then install the union so the two scripts do not undo each other.
   stamp="$venv/.deploybench-install-stamp"
-  want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1) [$extras]"
-  if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-    echo "deploybench: installing the project with extras [$extras] into $venv (first run: a few minutes)" >&2
-    "$venv/bin/python" -m pip install -q -e "$root[$extras]" || return 1
-    echo "$want" >"$stamp"
+  hash="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
+  read -r stamped_hash stamped_extras <"$stamp" 2>/dev/null || true
+  [[ "${stamped_hash:-}" == "$hash" ]] || stamped_extras=""
+  stamped_extras="${stamped_extras//[\[\]]/}"  # stamps of earlier versions wrote "[cpu]"
+  union="$(tr ',' '\n' <<<"${stamped_extras:-},$extras" | sed '/^$/d' | sort -u | paste -sd, -)"
+  if [[ "$union" != "${stamped_extras:-}" ]]; then
+    echo "deploybench: installing the project with extras [$union] into $venv (first run: a few minutes)" >&2
+    "$venv/bin/python" -m pip install -q -e "$root[$union]" || return 1
+    echo "$hash $union" >"$stamp"
   fi
   PYTHON="$venv/bin/python"
 fi
