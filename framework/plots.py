@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from framework.results import load_experiments, read_latencies_ms, safe_component
-from framework.stats import plot_outliers
+from framework.stats import without_outliers
 
 # One colour per engine, the same in every figure.
 ENGINE_COLORS = {
@@ -66,9 +66,9 @@ def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: b
             column = "latency_model_ms" if record.get("latency_model") else "latency_ms"
             values = np.asarray(read_latencies_ms(Path(record["_dir"]) / "latencies.csv", column))
             if not keep_outliers:
-                mask = plot_outliers(values)
-                hidden_total += int(mask.sum())
-                values = np.where(mask, np.nan, values)
+                cleaned = without_outliers(values)
+                hidden_total += int(np.isnan(cleaned).sum() - np.isnan(values).sum())
+                values = cleaned
             label = f"{record['engine']} {record['precision']}"
             color = engine_color(record["engine"])
             style = PRECISION_STYLES.get(record["precision"], "-")

@@ -214,7 +214,6 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         durations = {"min_duration_s": settings.min_duration, "warmup_duration_s": settings.warmup_duration}
         timing = time_host(engine.make_step(inputs), settings.iterations, settings.warmup, **durations)
         record["clock"] = timing.clock
-        record["timed_region_s"] = timing.elapsed_ns / 1e9
         record["latency"] = latency_summary(timing, batch_size)
         record["latencies_ns"] = timing.latencies_ns
         device_step = engine.make_device_step(inputs)

@@ -139,18 +139,16 @@ class TensorRTEngine(Engine):
         return bytes(plan)
 
     # ---- run ---------------------------------------------------------------------------------------------
+    def _torch_dtype(self, name: str):
+        """The torch dtype of an engine tensor (TensorRT dtype -> numpy -> torch)."""
+        return self.torch.from_numpy(np.zeros((), dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
+
     def _device_inputs(self, inputs: dict[str, np.ndarray]) -> dict:
         check_in_profile(self.config, {n: a.shape for n, a in inputs.items()})
-        torch = self.torch
-        buffers = {}
-        for name in self.input_names:
-            want = torch.from_numpy(np.zeros((), dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
-            buffers[name] = torch.from_numpy(inputs[name]).to("cuda", dtype=want).contiguous()
-        return buffers
+        return {n: self.torch.from_numpy(inputs[n]).to("cuda", dtype=self._torch_dtype(n)).contiguous() for n in self.input_names}
 
     def _allocate(self, name: str, shape) -> object:
-        dtype = self.torch.from_numpy(np.zeros((), dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
-        return self.torch.empty(shape, dtype=dtype, device="cuda")
+        return self.torch.empty(shape, dtype=self._torch_dtype(name), device="cuda")
 
     def _execute(self, device_inputs: dict) -> dict:
         with self.torch.cuda.stream(self.stream):
