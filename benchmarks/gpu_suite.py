@@ -172,7 +172,9 @@ def main() -> None:
         runs = " ".join(f"{a:.3f}/{b:.3f}" for a, b in zip(result["framework"], result["reference"]))
         print(f"{row[0]:17s} {row[1]:4s} {row[2]:5d} {str(row[3]):>5s} | {fw:12.3f} {r['latency']['median_ms']:10.3f} "
               f"{r['latency_model']['throughput_items_per_s']:11.0f} | {ref:10.3f} {ratio:6.3f} | "
-              f"{'ok ' if 0.97 <= ratio <= 1.03 else 'OUT'} {runs}; max abs err {r['agreement']['worst']['max_abs_error']:.2e}")  # fmt: skip
+              f"{'ok ' if 0.97 <= ratio <= 1.03 else 'OUT'} {runs}; cosine {r['agreement']['worst']['cosine_similarity']:.6f}; "
+              f"{r['validity']}{': ' + '; '.join(r['invalid_reasons']) if r['invalid_reasons'] else ''}"
+              f"{''.join('; warning: ' + w[:90] for w in r['warnings'])}")  # fmt: skip
 
     h2d, d2h = copy_times_ms(256)
     print(f"\ncopies at batch 256 (pinned, CUDA events): input host->device {h2d:.3f} ms, output device->host {d2h:.3f} ms, sum {h2d + d2h:.3f} ms")
