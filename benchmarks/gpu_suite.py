@@ -173,6 +173,7 @@ def main() -> None:
         print(f"{row[0]:17s} {row[1]:4s} {row[2]:5d} {str(row[3]):>5s} | {fw:12.3f} {r['latency']['median_ms']:10.3f} "
               f"{r['latency_model']['throughput_items_per_s']:11.0f} | {ref:10.3f} {ratio:6.3f} | "
               f"{'ok ' if 0.97 <= ratio <= 1.03 else 'OUT'} {runs}; cosine {r['agreement']['worst']['cosine_similarity']:.6f}; "
+              f"enqueue {r.get('enqueue_median_ms', float('nan')):.3f} ms; "
               f"{r['validity']}{': ' + '; '.join(r['invalid_reasons']) if r['invalid_reasons'] else ''}"
               f"{''.join('; warning: ' + w[:90] for w in r['warnings'])}")  # fmt: skip
 

@@ -3,9 +3,12 @@
 Invalid (kept on disk, shown as invalid, never drawn as a winner, never used by ``compare``):
   fewer samples or a shorter timed region than required; outputs with NaN/Inf; outputs that disagree with
   the PyTorch fp32 reference beyond the precision's cosine-similarity floor.
-Warnings: coefficient of variation above 10% (pyperf's rule: the figure is unstable); host-bound (trtexec's
-rule: the host spends as long issuing an iteration as the device spends running it; CUDA graphs are the
-remedy).
+Warnings: coefficient of variation above 10% (pyperf's rule: the figure is unstable); host-bound: issuing an
+iteration on the host takes at least 80% of its device time. trtexec warns at 100%, but it does not
+synchronise between iterations; here every iteration is synchronised, so the device time of a launch-bound
+run is the enqueue time plus the tail of the last kernel and never quite reaches 100%. A device-bound run
+enqueues in a small fraction of its device time (ResNet-50 batch 256: a few percent). CUDA graphs are the
+remedy.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from framework.stats import CV_WARNING
 
 # Cosine similarity to the fp32 reference below which outputs are called wrong, per precision.
 COSINE_FLOOR = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}
+HOST_BOUND_SHARE = 0.8
 
 
 def label(record: dict, required_iterations: int, required_duration_s: float, enqueue_ns: tuple[int, ...] | None) -> None:
@@ -41,7 +45,7 @@ def label(record: dict, required_iterations: int, required_duration_s: float, en
     if enqueue_ns and "latency_model" in record:
         enqueue_ms = statistics.median(enqueue_ns) / 1e6
         record["enqueue_median_ms"] = enqueue_ms
-        if enqueue_ms >= record["latency_model"]["median_ms"]:
+        if enqueue_ms >= HOST_BOUND_SHARE * record["latency_model"]["median_ms"]:
             warnings.append(
                 f"host-bound: issuing an iteration takes {enqueue_ms:.3f} ms on the host, the device runs it in "
                 f"{record['latency_model']['median_ms']:.3f} ms; CUDA graphs (--option cuda_graph=true) remove the launch cost"

@@ -172,7 +172,7 @@ def test_tensorrt_engine_is_listed_unavailable_with_the_reason():
 def test_native_tensorrt_builds_caches_and_agrees(fixture_registry, tmp_path):
     from framework.runner import SweepSettings, run_model
 
-    settings = SweepSettings(engines=["tensorrt"], precisions=["fp32", "fp16"], batch_sizes=[1, 4], iterations=10, warmup=2, output=tmp_path)
+    settings = SweepSettings(engines=["tensorrt"], precisions=["fp32", "fp16"], batch_sizes=[1, 4], iterations=10, warmup=2, min_duration=0, output=tmp_path)
     first = run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)
     assert all(r["status"] == "ok" for r in first), first
     assert all(r["engine_settings"]["engine_layers"] > 0 for r in first)

@@ -49,3 +49,6 @@ def test_unstable_and_host_bound_results_get_warnings_not_invalid():
     device_bound = record(model={"n": 100, "timed_region_s": 2.0, "cv": 0.01, "median_ms": 5.0})
     label(device_bound, 100, 1.0, enqueue_ns=(300_000,) * 3)
     assert device_bound["warnings"] == [] and device_bound["enqueue_median_ms"] == 0.3
+    launch_bound = record(model={"n": 100, "timed_region_s": 2.0, "cv": 0.01, "median_ms": 3.7})
+    label(launch_bound, 100, 1.0, enqueue_ns=(3_100_000,) * 3)  # 84% of the device time: the GPU waits on the host
+    assert launch_bound["warnings"][0].startswith("host-bound")
