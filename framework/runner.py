@@ -224,7 +224,8 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
             record["latency_model"] = latency_summary(model_timing, batch_size)
             record["latencies_model_ns"] = model_timing.latencies_ns
         record["engine_settings"] = engine.describe()
-        label(record, settings.iterations, settings.min_duration, model_timing.enqueue_ns if model_timing else None)
+        enqueue = model_timing.enqueue_ns if model_timing and cls.device_step_returns_early else None
+        label(record, settings.iterations, settings.min_duration, enqueue)
     except EngineUnavailable as exc:  # e.g. ONNX Runtime fell back to CPU: not a measurement of this engine
         return finish("unavailable", one_line(exc))
     except Exception as exc:

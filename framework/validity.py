@@ -8,7 +8,7 @@ iteration on the host takes at least 80% of its device time. trtexec warns at 10
 synchronise between iterations; here every iteration is synchronised, so the device time of a launch-bound
 run is the enqueue time plus the tail of the last kernel and never quite reaches 100%. A device-bound run
 enqueues in a small fraction of its device time (ResNet-50 batch 256: a few percent). CUDA graphs are the
-remedy.
+remedy. Only engines whose call returns before the GPU finishes are judged (ONNX Runtime's Run blocks).
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ def test_gpu_engines_measure_two_ways_and_agree_with_pytorch(fixture_registry, t
         assert r["status"] == "ok", r
         assert r["clock"] == "perf_counter_ns" and r["latency_model"]["n"] == 20
         assert 0 < r["latency_model"]["median_ms"] and 0 < r["latency"]["median_ms"]
-        assert r["validity"] == "valid" and r["enqueue_median_ms"] > 0
+        assert r["validity"] == "valid"
+        # ONNX Runtime's Run blocks until the GPU is done: no enqueue time, so no host-bound verdict for it
+        assert (r.get("enqueue_median_ms") is None) == (r["engine"] == "onnxruntime-cuda")
         tolerance = 1e-4 if r["precision"] == "fp32" else 2e-2
         assert r["agreement"]["worst"]["max_abs_error"] < tolerance, r["agreement"]
     assert (tmp_path / "tiny_cnn" / "plots" / "16x16x3" / "cuda_time_measurements.jpg").is_file()

@@ -45,6 +45,9 @@ class Engine(ABC):
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     needs_onnx: ClassVar[bool] = False
     options: ClassVar[dict[str, object]] = {}  # option name -> default; set with --option NAME=VALUE
+    # Whether the device step returns before the GPU has finished. Only then is the host time of the call
+    # its enqueue time, and the host-bound rule meaningful (ONNX Runtime's Run blocks until the GPU is done).
+    device_step_returns_early: ClassVar[bool] = True
 
     def __init__(self, artifacts: ModelArtifacts, precision: str, options: dict | None = None) -> None:
         self.artifacts = artifacts
