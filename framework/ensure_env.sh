@@ -18,7 +18,8 @@ else
   # an extra is missing, and then install the union so the two scripts do not undo each other.
   stamp="$venv/.deploybench-install-stamp"
   hash="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
-  read -r stamped_hash stamped_extras <"$stamp" 2>/dev/null || true
+  stamped_hash="" stamped_extras=""
+  [[ -f "$stamp" ]] && read -r stamped_hash stamped_extras <"$stamp"
   [[ "${stamped_hash:-}" == "$hash" ]] || stamped_extras=""
   stamped_extras="${stamped_extras//[\[\]]/}"  # stamps of earlier versions wrote "[cpu]"
   union="$(tr ',' '\n' <<<"${stamped_extras:-},$extras" | sed '/^$/d' | sort -u | paste -sd, -)"
