@@ -2,7 +2,8 @@
 
 Invalid (kept on disk, shown as invalid, never drawn as a winner, never used by ``compare``):
   fewer samples or a shorter timed region than required; outputs with NaN/Inf; outputs that disagree with
-  the PyTorch fp32 reference beyond the precision's cosine-similarity floor.
+  the PyTorch fp32 reference beyond the precision's cosine-similarity floor, before the timed run or, on
+  different inputs, after it (stale or constant outputs).
 Warnings: coefficient of variation above 10% (pyperf's rule: the figure is unstable); host-bound: issuing an
 iteration on the host takes at least 80% of its device time. trtexec warns at 100%, but it does not
 synchronise between iterations; here every iteration is synchronised, so the device time of a launch-bound
@@ -39,6 +40,12 @@ def label(record: dict, required_iterations: int, required_duration_s: float, en
             reasons.append(
                 f"outputs disagree with PyTorch fp32: cosine similarity {agreement['cosine_similarity']:.6f} < {floor} for {record['precision']}"
             )
+    after = record.get("agreement_after_timing", {}).get("worst")
+    if after and (after["has_nan_or_inf"] or after["cosine_similarity"] < COSINE_FLOOR.get(record["precision"], 0.99)):
+        reasons.append(
+            f"after the timed run, outputs for different inputs disagree with PyTorch (cosine similarity "
+            f"{after['cosine_similarity']:.6f}): stale or constant outputs"
+        )
     for key, name in (("latency", "latency"), ("latency_model", "latency-model")):
         if key in record and record[key]["cv"] > CV_WARNING:
             warnings.append(f"unstable {name}: coefficient of variation {record[key]['cv']:.0%} > {CV_WARNING:.0%}")
