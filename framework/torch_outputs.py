@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def named_outputs(result, output_names: list[str]) -> dict[str, np.ndarray]:
-    """Accept a tensor, a (nested) tuple/list of tensors, or a dict keyed by output name."""
+def output_tensors(result, output_names: list[str]) -> list:
+    """The tensors a module returned, in the config's output order: a tensor, a (nested) tuple/list of
+    tensors, or a dict keyed by output name."""
     import torch
 
     if isinstance(result, dict):
@@ -25,9 +26,17 @@ def named_outputs(result, output_names: list[str]) -> dict[str, np.ndarray]:
                 tensors.append(item)
         if len(tensors) != len(output_names):
             raise ValueError(f"model returned {len(tensors)} outputs, config names {len(output_names)}: {output_names}")
-    arrays = {}
     for name, t in zip(output_names, tensors):
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"output {name!r} is {type(t).__name__}, expected a tensor")
-        arrays[name] = t.detach().to("cpu").float().numpy() if t.dtype == torch.bfloat16 else t.detach().to("cpu").numpy()
-    return arrays
+    return tensors
+
+
+def named_outputs(result, output_names: list[str]) -> dict[str, np.ndarray]:
+    """``output_tensors`` copied to the host as numpy arrays, keyed by output name (bfloat16 becomes float32)."""
+    import torch
+
+    return {
+        name: (t.detach().to("cpu").float() if t.dtype == torch.bfloat16 else t.detach().to("cpu")).numpy()
+        for name, t in zip(output_names, output_tensors(result, output_names))
+    }

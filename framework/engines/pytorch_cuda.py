@@ -17,7 +17,7 @@ import numpy as np
 
 from framework.engines.base import Engine
 from framework.engines.cuda_round_trip import pinned_round_trip
-from framework.torch_outputs import named_outputs
+from framework.torch_outputs import named_outputs, output_tensors
 
 
 def cuda_unavailable_reason() -> str | None:
@@ -114,11 +114,11 @@ class PyTorchCUDAEngine(Engine):
         self._compile_once(device)
         if self.settings["cuda_graph"]:
             run, static_out = self._graphed(device)
-            return pinned_round_trip(self.stream, host, device, run, lambda: named_outputs_tensors(static_out))
+            return pinned_round_trip(self.stream, host, device, run, lambda: output_tensors(static_out, self.config.output_names))
         state = {}
         forward = self._forward
         return pinned_round_trip(self.stream, host, device, lambda: state.__setitem__("out", forward(device)),
-                                 lambda: named_outputs_tensors(state["out"]))  # fmt: skip
+                                 lambda: output_tensors(state["out"], self.config.output_names))  # fmt: skip
 
     def describe(self) -> dict:
         return {
@@ -135,11 +135,3 @@ class PyTorchCUDAEngine(Engine):
         self.module = None
         self.torch.cuda.empty_cache()
 
-
-def named_outputs_tensors(result) -> list:
-    """The output tensors of a forward, flattened in order (the device-side twin of ``named_outputs``)."""
-    if isinstance(result, dict):
-        return list(result.values())
-    if isinstance(result, (tuple, list)):
-        return [t for item in result for t in named_outputs_tensors(item)]
-    return [result]
