@@ -164,7 +164,26 @@ def test_tensorrt_engine_is_listed_unavailable_with_the_reason():
     except ImportError:
         pass
     reason = engine_availability("tensorrt")
-    assert reason.startswith("the tensorrt Python package is not importable") and "deploybench[gpu]" in reason
+    assert reason.startswith("no TensorRT Python package is importable (tensorrt: No module named 'tensorrt'; ")
+    assert "tensorrt_rtx_bindings: " in reason and "deploybench[gpu]" in reason
+
+
+def test_tensorrt_module_resolution_takes_tensorrt_for_rtx_when_it_is_the_one_installed(tmp_path, monkeypatch):
+    """An RTX machine with only TensorRT for RTX: the engine must find it, by default and when named."""
+    import sys
+
+    from framework.engines.tensorrt_native import import_tensorrt
+
+    (tmp_path / "tensorrt_rtx_bindings.py").write_text("__version__ = 'rtx-stand-in'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # None in sys.modules: `import tensorrt` raises ImportError
+    try:
+        assert import_tensorrt().__version__ == "rtx-stand-in"
+        assert import_tensorrt("tensorrt_rtx_bindings").__version__ == "rtx-stand-in"
+        with pytest.raises(DeployBenchError, match=r"no TensorRT Python package is importable \(tensorrt: "):
+            import_tensorrt("tensorrt")
+    finally:
+        sys.modules.pop("tensorrt_rtx_bindings", None)
 
 
 @pytest.mark.tensorrt

@@ -11,7 +11,8 @@ unspecified, sets every address, then ``execute_async_v3`` on the engine's strea
 same shapes then only call ``execute_async_v3``: TensorRT keeps shapes and addresses between calls.
 
 Options: ``workspace_mb`` (default 0: TensorRT's own limit, the device memory; ResNet-50 fp32 with a profile
-up to 256x3x512x512 asked for 8.7 GB), ``module`` (default "tensorrt"; "tensorrt_rtx" for TensorRT for RTX).
+up to 256x3x512x512 asked for 8.7 GB), ``module`` (default "": the first importable of ``tensorrt`` and
+``tensorrt_rtx_bindings``, TensorRT for RTX; name one to force it).
 """
 
 from __future__ import annotations
@@ -37,11 +38,18 @@ from framework.errors import DeployBenchError, EngineUnavailable
 from framework.results import write_json
 
 
-def import_tensorrt(module: str = "tensorrt"):
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise EngineUnavailable(f"the {module} Python package is not importable ({exc}); pip install 'deploybench[gpu]'") from exc
+TENSORRT_MODULES = ("tensorrt", "tensorrt_rtx_bindings")  # TensorRT, then TensorRT for RTX (same builder API)
+
+
+def import_tensorrt(module: str = ""):
+    """The requested TensorRT module, or with "" the first of ``TENSORRT_MODULES`` that imports."""
+    errors = []
+    for name in (module,) if module else TENSORRT_MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+    raise EngineUnavailable(f"no TensorRT Python package is importable ({'; '.join(errors)}); pip install 'deploybench[gpu]'")
 
 
 class TensorRTEngine(Engine):
@@ -50,12 +58,12 @@ class TensorRTEngine(Engine):
     device = "cuda"
     needs_onnx = True
     precisions = ("fp32", "fp16")
-    options = {"workspace_mb": 0, "module": "tensorrt"}
+    options = {"workspace_mb": 0, "module": ""}
 
     @classmethod
     def availability(cls) -> str | None:
         try:
-            import_tensorrt(cls.options["module"])
+            import_tensorrt()
         except EngineUnavailable as exc:
             return str(exc)
         return cuda_unavailable_reason()
