@@ -1,4 +1,5 @@
-"""Turn whatever a PyTorch module returns into ``{output name: numpy array}`` in the config's order."""
+"""Turn whatever a PyTorch module returns into ``{output name: numpy array}`` in the config's order, and map
+dtypes between numpy and torch (the GPU engines keep their buffers as torch tensors)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,17 @@ def named_outputs(result, output_names: list[str]) -> dict[str, np.ndarray]:
         name: (t.detach().to("cpu").float() if t.dtype == torch.bfloat16 else t.detach().to("cpu")).numpy()
         for name, t in zip(output_names, output_tensors(result, output_names))
     }
+
+
+def torch_dtype(dtype):
+    """The torch dtype of a numpy dtype (``np.float16`` -> ``torch.float16``)."""
+    import torch
+
+    return torch.from_numpy(np.zeros((), dtype=dtype)).dtype
+
+
+def numpy_dtype(dtype) -> np.dtype:
+    """The numpy dtype of a torch dtype (``torch.float16`` -> ``float16``)."""
+    import torch
+
+    return torch.empty((), dtype=dtype).numpy().dtype

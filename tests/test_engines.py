@@ -68,3 +68,14 @@ def test_compare_outputs_known_answers():
     assert nan["has_nan_or_inf"] and not nan["all_close"]
     with pytest.raises(ValueError, match=r"output 'y' has shape \(2,\), the PyTorch reference \(4,\)"):
         compare_outputs(ref, {"y": np.zeros(2)})
+
+
+def test_dtype_mapping_between_numpy_and_torch_round_trips():
+    import torch
+
+    from framework.torch_outputs import numpy_dtype, torch_dtype
+
+    for np_type, torch_type in [(np.float32, torch.float32), (np.float16, torch.float16), (np.int64, torch.int64),
+                                (np.int32, torch.int32), (np.bool_, torch.bool), (np.uint8, torch.uint8)]:  # fmt: skip
+        assert torch_dtype(np_type) == torch_type
+        assert numpy_dtype(torch_type) == np.dtype(np_type)

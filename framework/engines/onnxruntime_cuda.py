@@ -15,6 +15,7 @@ import numpy as np
 from framework.engines.cuda_round_trip import pinned_round_trip
 from framework.engines.onnxruntime_base import OnnxRuntimeEngine, create_verified_session
 from framework.engines.pytorch_cuda import cuda_unavailable_reason
+from framework.torch_outputs import named_outputs, numpy_dtype, torch_dtype
 
 
 class OnnxRuntimeCUDAEngine(OnnxRuntimeEngine):
@@ -61,13 +62,13 @@ class OnnxRuntimeCUDAEngine(OnnxRuntimeEngine):
             dev_in = {n: torch.from_numpy(inputs[n]).to("cuda") for n in self.config.input_names}
             out_types = {o.name: o.type for o in self.session.get_outputs()}
             dev_out = {
-                n: torch.empty(shape, dtype=_TORCH_DTYPES[out_types[n]](torch), device="cuda")
+                n: torch.empty(shape, dtype=torch_dtype(_ORT_NUMPY_DTYPES[out_types[n]]), device="cuda")
                 for n, shape in self._output_shapes(inputs).items()
             }
             binding = self.session.io_binding()
             for name, t in {**dev_in, **dev_out}.items():
                 bind = binding.bind_input if name in dev_in else binding.bind_output
-                bind(name, "cuda", 0, _NP_DTYPES[str(t.dtype)], tuple(t.shape), t.data_ptr())
+                bind(name, "cuda", 0, numpy_dtype(t.dtype), tuple(t.shape), t.data_ptr())
             session = self.session
             self._io = {"shapes": shapes, "in": dev_in, "out": dev_out, "run": lambda: session.run_with_iobinding(binding)}
         else:
@@ -78,8 +79,6 @@ class OnnxRuntimeCUDAEngine(OnnxRuntimeEngine):
 
     def _output_shapes(self, inputs: dict[str, np.ndarray]) -> dict[str, tuple]:
         """Output shapes for these inputs, from PyTorch on the CPU: an ORT run here would capture its CUDA graph."""
-        from framework.torch_outputs import named_outputs
-
         torch = self.torch
         with torch.inference_mode():
             result = self.artifacts.module(*(torch.from_numpy(inputs[n]) for n in self.config.input_names))
@@ -107,12 +106,5 @@ class OnnxRuntimeCUDAEngine(OnnxRuntimeEngine):
         return {**super().describe(), "provider_options": {k: options.get(k) for k in keep}}
 
 
-_NP_DTYPES = {"torch.float32": np.float32, "torch.float16": np.float16, "torch.int64": np.int64, "torch.int32": np.int32,
-              "torch.bool": np.bool_, "torch.uint8": np.uint8, "torch.int8": np.int8}  # fmt: skip
-_TORCH_DTYPES = {
-    "tensor(float)": lambda t: t.float32,
-    "tensor(float16)": lambda t: t.float16,
-    "tensor(int64)": lambda t: t.int64,
-    "tensor(int32)": lambda t: t.int32,
-    "tensor(bool)": lambda t: t.bool,
-}
+_ORT_NUMPY_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+                     "tensor(int32)": np.int32, "tensor(bool)": np.bool_}  # fmt: skip

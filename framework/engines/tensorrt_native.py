@@ -36,6 +36,7 @@ from framework.engines.tensorrt_common import (
 )
 from framework.errors import DeployBenchError, EngineUnavailable
 from framework.results import write_json
+from framework.torch_outputs import torch_dtype
 
 
 TENSORRT_MODULES = ("tensorrt", "tensorrt_rtx_bindings")  # TensorRT, then TensorRT for RTX (same builder API)
@@ -149,7 +150,7 @@ class TensorRTEngine(Engine):
     # ---- run ---------------------------------------------------------------------------------------------
     def _torch_dtype(self, name: str):
         """The torch dtype of an engine tensor (TensorRT dtype -> numpy -> torch)."""
-        return self.torch.from_numpy(np.zeros((), dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
+        return torch_dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
 
     def _device_inputs(self, inputs: dict[str, np.ndarray]) -> dict:
         check_in_profile(self.config, {n: a.shape for n, a in inputs.items()})
