@@ -31,17 +31,16 @@ def label(record: dict, required_iterations: int, required_duration_s: float, en
         reasons.append(f"{latency['n']} samples, {required_iterations} required")
     if latency["timed_region_s"] + 1e-9 < required_duration_s:
         reasons.append(f"timed region {latency['timed_region_s']:.3f} s, {required_duration_s} s required")
+    floor = COSINE_FLOOR.get(record["precision"], 0.99)
     agreement = record["agreement"]["worst"]
     if agreement["has_nan_or_inf"]:
         reasons.append("outputs contain NaN or Inf")
-    else:
-        floor = COSINE_FLOOR.get(record["precision"], 0.99)
-        if agreement["cosine_similarity"] < floor:
-            reasons.append(
-                f"outputs disagree with PyTorch fp32: cosine similarity {agreement['cosine_similarity']:.6f} < {floor} for {record['precision']}"
-            )
+    elif agreement["cosine_similarity"] < floor:
+        reasons.append(
+            f"outputs disagree with PyTorch fp32: cosine similarity {agreement['cosine_similarity']:.6f} < {floor} for {record['precision']}"
+        )
     after = record.get("agreement_after_timing", {}).get("worst")
-    if after and (after["has_nan_or_inf"] or after["cosine_similarity"] < COSINE_FLOOR.get(record["precision"], 0.99)):
+    if after and (after["has_nan_or_inf"] or after["cosine_similarity"] < floor):
         reasons.append(
             f"after the timed run, outputs for different inputs disagree with PyTorch (cosine similarity "
             f"{after['cosine_similarity']:.6f}): stale or constant outputs"
