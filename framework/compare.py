@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framework.results import read_latencies_ms
+from framework.results import load_experiments, read_latencies_ms
 
 ENVIRONMENT_KEYS = ("cpu_model", "python")
 
@@ -35,14 +35,7 @@ class Pair:
 
 def load_results(root: Path) -> dict[tuple, dict]:
     """Every experiment under ``root`` (a results folder or one model's folder), keyed for matching."""
-    found = {}
-    for path in sorted(Path(root).rglob("summary.json")):
-        record = json.loads(path.read_text())
-        if "engine" not in record:
-            continue
-        record["_dir"] = str(path.parent)
-        found[(record["model"], record["shape_tag"], record["engine"], record["precision"], record["batch_size"])] = record
-    return found
+    return {(r["model"], r["shape_tag"], r["engine"], r["precision"], r["batch_size"]): r for r in load_experiments(root)}
 
 
 def samples_ms(record: dict) -> np.ndarray:

@@ -74,13 +74,15 @@ def read_latencies_ms(path: Path, column: str = "latency_ms") -> list[float]:
         return [float(row[column]) for row in csv.DictReader(handle)]
 
 
-def load_experiments(model_dir: Path) -> list[dict]:
-    """Every experiment's summary.json under one model's folder, in a stable order."""
+def load_experiments(root: Path) -> list[dict]:
+    """Every experiment's summary.json under ``root`` (one model's folder or a whole results folder), in a
+    stable order, each with ``_dir``: the folder holding its latencies.csv."""
     records = []
-    for path in sorted(model_dir.glob("*/*/summary.json")):
+    for path in sorted(Path(root).rglob("summary.json")):
         record = json.loads(path.read_text())
-        record["_dir"] = str(path.parent)
-        records.append(record)
+        if "engine" in record:
+            record["_dir"] = str(path.parent)
+            records.append(record)
     return records
 
 
