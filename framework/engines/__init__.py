@@ -5,6 +5,7 @@ Adding a runtime: write one module with an ``Engine`` subclass and add one line 
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from framework.engines.base import PRECISIONS, Engine, ModelArtifacts
@@ -26,8 +27,12 @@ def engine_class(name: str) -> type[Engine]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+@functools.lru_cache(maxsize=None)
 def engine_availability(name: str) -> str | None:
-    """None when the engine can run here, else why not. Import failures count as 'cannot run'."""
+    """None when the engine can run here, else why not. Import failures count as 'cannot run'.
+
+    Cached: what a machine can run does not change within a process, and the probes (imports that fail,
+    loading TensorRT's libraries) would otherwise repeat for every experiment."""
     try:
         return engine_class(name).availability()
     except ImportError as exc:
