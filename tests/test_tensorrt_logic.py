@@ -1,22 +1,12 @@
 """TensorRT logic that runs without TensorRT: profiles, build-settings hashing, cache validity, call order."""
 
-import json
-
 import numpy as np
 import pytest
 
 from framework.config import load_config
 from framework.engines import engine_availability
-from framework.engines.tensorrt_common import (
-    bind_and_execute,
-    build_settings,
-    cached_plan_is_current,
-    check_in_profile,
-    file_sha256,
-    ort_profile_options,
-    profile_shapes,
-    settings_hash,
-)
+from framework.artifact_cache import is_current, record_built, settings_hash
+from framework.engines.tensorrt_common import bind_and_execute, build_settings, check_in_profile, ort_profile_options, profile_shapes
 from framework.errors import ConfigError, DeployBenchError
 from tests.conftest import FIXTURE_MODELS
 
@@ -75,10 +65,10 @@ def settings_for(onnx, precision="fp16", workspace=0):
 
 
 def write_cache(tmp_path, settings):
-    plan, meta = tmp_path / "engine.plan", tmp_path / "engine.json"
+    plan = tmp_path / "engine.plan"
     plan.write_bytes(b"serialized-engine" * 100)
-    meta.write_text(json.dumps({"settings": settings, "settings_hash": settings_hash(settings), "plan_sha256": file_sha256(plan)}))
-    return plan, meta
+    record_built(plan, settings)
+    return plan
 
 
 def test_cache_is_reused_only_when_every_build_setting_matches(tmp_path):
@@ -86,25 +76,25 @@ def test_cache_is_reused_only_when_every_build_setting_matches(tmp_path):
     onnx.write_bytes(b"graph-v1")
     settings = settings_for(onnx)
     assert settings_hash(settings) == settings_hash(settings_for(onnx))  # stable
-    plan, meta = write_cache(tmp_path, settings)
-    assert cached_plan_is_current(plan, meta, settings) == (True, "cached engine reused")
-    assert cached_plan_is_current(plan, meta, settings_for(onnx, precision="fp32")) == (False, "rebuilding: precision changed")
-    assert cached_plan_is_current(plan, meta, settings_for(onnx, workspace=1 << 30)) == (False, "rebuilding: workspace_bytes changed")
+    plan = write_cache(tmp_path, settings)
+    assert is_current(plan, settings) == (True, "reused from cache")
+    assert is_current(plan, settings_for(onnx, precision="fp32")) == (False, "rebuilding: precision changed")
+    assert is_current(plan, settings_for(onnx, workspace=1 << 30)) == (False, "rebuilding: workspace_bytes changed")
     onnx.write_bytes(b"graph-v2")  # re-exported weights: same path, new content
-    assert cached_plan_is_current(plan, meta, settings_for(onnx)) == (False, "rebuilding: onnx_sha256 changed")
+    assert is_current(plan, settings_for(onnx)) == (False, "rebuilding: onnx_sha256 changed")
     other_gpu = {**settings, "gpu": "L4", "compute_capability": "8.9"}
-    assert cached_plan_is_current(plan, meta, other_gpu) == (False, "rebuilding: compute_capability, gpu changed")
+    assert is_current(plan, other_gpu) == (False, "rebuilding: compute_capability, gpu changed")
 
 
 def test_a_truncated_cached_engine_is_rebuilt(tmp_path):
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"graph")
     settings = settings_for(onnx)
-    plan, meta = write_cache(tmp_path, settings)
+    plan = write_cache(tmp_path, settings)
     plan.write_bytes(plan.read_bytes()[:100])
-    reusable, why = cached_plan_is_current(plan, meta, settings)
+    reusable, why = is_current(plan, settings)
     assert not reusable and "truncated or corrupted" in why
-    assert cached_plan_is_current(tmp_path / "none.plan", meta, settings) == (False, "no cached engine")
+    assert is_current(tmp_path / "none.plan", settings) == (False, "not cached")
 
 
 class RecordingContext:

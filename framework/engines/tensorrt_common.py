@@ -1,16 +1,15 @@
-"""TensorRT logic that needs no TensorRT: profiles from the config, build-settings hashing, the engine cache's
-validity rule, and the one order in which an execution context is given shapes and addresses.
+"""TensorRT logic that needs no TensorRT: profiles from the config, the settings an engine depends on (the
+cache in ``framework.artifact_cache`` compares them before reuse), and the one order in which an execution context is given shapes and addresses.
 
 Kept apart from the engines so that it is tested on machines where TensorRT cannot be installed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Callable
 
+from framework.artifact_cache import file_sha256
 from framework.config import DYNAMIC, ModelConfig
 from framework.errors import ConfigError, DeployBenchError
 
@@ -66,19 +65,6 @@ def ort_profile_options(config: ModelConfig) -> dict[str, str]:
     return options
 
 
-def settings_hash(settings: dict) -> str:
-    """Stable digest of everything that changes a built engine."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build_settings(
     *, onnx_path: Path, precision: str, config: ModelConfig, workspace_bytes: int, strongly_typed: bool,
     trt_version: str, gpu_name: str, compute_capability: str,
@@ -95,23 +81,6 @@ def build_settings(
         "workspace_bytes": workspace_bytes,
         "strongly_typed": strongly_typed,
     }
-
-
-def cached_plan_is_current(plan: Path, meta: Path, settings: dict) -> tuple[bool, str]:
-    """(reusable, why): a plan is reused only when its recorded settings equal today's in every field."""
-    if not plan.is_file() or not meta.is_file():
-        return False, "no cached engine"
-    try:
-        recorded = json.loads(meta.read_text())
-    except (OSError, ValueError):
-        return False, "cached engine metadata unreadable"
-    if recorded.get("settings_hash") != settings_hash(settings):
-        old = recorded.get("settings", {})
-        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-        return False, f"rebuilding: {', '.join(changed) or 'settings'} changed"
-    if recorded.get("plan_sha256") != file_sha256(plan):
-        return False, "rebuilding: cached engine file does not match its recorded hash (truncated or corrupted)"
-    return True, "cached engine reused"
 
 
 def bind_and_execute(

@@ -25,17 +25,9 @@ import numpy as np
 from framework.engines.base import Engine
 from framework.engines.cuda_round_trip import pinned_round_trip
 from framework.engines.pytorch_cuda import cuda_unavailable_reason
-from framework.engines.tensorrt_common import (
-    bind_and_execute,
-    build_settings,
-    cached_plan_is_current,
-    check_in_profile,
-    file_sha256,
-    profile_shapes,
-    settings_hash,
-)
+from framework.artifact_cache import cached_build
+from framework.engines.tensorrt_common import bind_and_execute, build_settings, check_in_profile, profile_shapes
 from framework.errors import DeployBenchError, EngineUnavailable
-from framework.results import write_json
 from framework.torch_outputs import torch_dtype
 
 
@@ -80,22 +72,20 @@ class TensorRTEngine(Engine):
         cache = self.artifacts.cache_dir
         cache.mkdir(parents=True, exist_ok=True)
         self.plan_path = cache / f"tensorrt_{self.precision}.plan"
-        meta_path = self.plan_path.with_suffix(".json")
         major, minor = torch.cuda.get_device_capability()
         self.build_settings = build_settings(
             onnx_path=onnx_path, precision=self.precision, config=self.config,
             workspace_bytes=int(self.settings["workspace_mb"]) << 20, strongly_typed=self._strongly_typed_flag() is not None,
             trt_version=getattr(trt, "__version__", "unknown"), gpu_name=torch.cuda.get_device_name(), compute_capability=f"{major}.{minor}",
         )  # fmt: skip
-        reusable, self.cache_status = cached_plan_is_current(self.plan_path, meta_path, self.build_settings)
-        self.build_s = None
-        if not reusable:
+
+        def build(path):
             start = time.perf_counter()
-            plan = self._build(onnx_path)
-            self.build_s = time.perf_counter() - start
-            self.plan_path.write_bytes(plan)
-            write_json(meta_path, {"settings": self.build_settings, "settings_hash": settings_hash(self.build_settings),
-                                   "plan_sha256": file_sha256(self.plan_path), "build_s": self.build_s})  # fmt: skip
+            path.write_bytes(self._build(onnx_path))
+            return {"build_s": time.perf_counter() - start}
+
+        info, self.from_cache, self.cache_status = cached_build(self.plan_path, self.build_settings, build)
+        self.build_s = None if self.from_cache else info["build_s"]
         runtime = trt.Runtime(self.logger)
         self.engine = runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
         if self.engine is None:
@@ -187,6 +177,7 @@ class TensorRTEngine(Engine):
         return {
             "tensorrt": getattr(self.trt, "__version__", "unknown"),
             "engine_cache": self.cache_status,
+            "engine_from_cache": self.from_cache,
             "engine_build_s": self.build_s,
             "engine_layers": self.engine.num_layers,
             "engine_size_mb": self.plan_path.stat().st_size / 1e6,
