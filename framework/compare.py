@@ -2,8 +2,14 @@
 
 Experiments are matched on (model, shape, engine, precision, batch size). Per pair: the ratio of medians
 B/A with a 99% bootstrap confidence interval from the raw samples (device time for GPU engines, host time
-otherwise). The verdict follows asv's rule: "slower" only when the interval lies above 1 AND the ratio
+otherwise). The verdict follows asv's rule: "slower" only when the difference is significant AND the ratio
 reaches the effect factor (default 1.1), "faster" symmetrically, otherwise "no significant difference".
+
+Significance: when both sides were run with ``--repeats`` (several processes each), the test is
+Mann-Whitney U on the per-process medians at p < 0.002, as asv does: samples of one process are not
+independent of each other, processes are. This needs at least 7 processes per side (with 6, the smallest
+possible two-sided p is 2/924 = 0.0022). Otherwise the bootstrap interval must exclude 1.
+
 Invalid or failed results are never compared. Results from different machines or library versions are
 flagged (``strict`` refuses them).
 """
@@ -20,6 +26,7 @@ import numpy as np
 from framework.results import load_experiments, read_latencies_ms
 
 ENVIRONMENT_KEYS = ("cpu_model", "python")
+P_THRESHOLD = 0.002
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class Pair:
     ci_low: float
     ci_high: float
     verdict: str
+    p_value: float | None = None  # Mann-Whitney U on per-process medians, when both sides have them
 
 
 def load_results(root: Path) -> dict[tuple, dict]:
@@ -54,12 +62,73 @@ def bootstrap_ratio_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.99, r
     return float(low), float(high)
 
 
-def verdict(ratio: float, low: float, high: float, factor: float) -> str:
-    if low > 1 and ratio >= factor:
+def mann_whitney_u(a, b) -> tuple[float, float]:
+    """(U of ``a``, two-sided p). Exact distribution without ties and up to 50 per side; else the normal
+    approximation with tie and continuity corrections."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    n1, n2 = a.size, b.size
+    combined = np.concatenate([a, b])
+    ranks = _average_ranks(combined)
+    u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
+    u_small = min(u1, n1 * n2 - u1)
+    has_ties = np.unique(combined).size < combined.size
+    if not has_ties and max(n1, n2) <= 50:
+        counts = _u_distribution(n1, n2)
+        p = 2 * counts[: int(u_small) + 1].sum() / counts.sum()
+        return u1, min(1.0, float(p))
+    _, tie_counts = np.unique(combined, return_counts=True)
+    n = n1 + n2
+    variance = n1 * n2 / 12 * ((n + 1) - float((tie_counts**3 - tie_counts).sum()) / (n * (n - 1)))
+    if variance <= 0:
+        return u1, 1.0
+    z = (abs(u1 - n1 * n2 / 2) - 0.5) / math.sqrt(variance)
+    return u1, min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2)))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(values.size)
+    sorted_values = values[order]
+    i = 0
+    while i < values.size:
+        j = i
+        while j + 1 < values.size and sorted_values[j + 1] == sorted_values[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _u_distribution(n1: int, n2: int) -> np.ndarray:
+    """Number of orderings giving each U = 0..n1*n2: c(i, j) = c(i-1, j) shifted by j + c(i, j-1)."""
+    table = [[None] * (n2 + 1) for _ in range(n1 + 1)]
+    for i in range(n1 + 1):
+        for j in range(n2 + 1):
+            counts = np.zeros(i * j + 1)
+            if i == 0 or j == 0:
+                counts[0] = 1
+            else:
+                counts[j : j + (i - 1) * j + 1] += table[i - 1][j]
+                counts[: i * (j - 1) + 1] += table[i][j - 1]
+            table[i][j] = counts
+    return table[n1][n2]
+
+
+def verdict(ratio: float, low: float, high: float, factor: float, p_value: float | None = None) -> str:
+    """asv's rule: significant (Mann-Whitney p < 0.002 if given, else the CI excludes 1) and beyond ``factor``."""
+    significant_up = p_value < P_THRESHOLD if p_value is not None else low > 1
+    significant_down = p_value < P_THRESHOLD if p_value is not None else high < 1
+    if significant_up and ratio >= factor:
         return "slower"
-    if high < 1 and ratio <= 1 / factor:
+    if significant_down and ratio <= 1 / factor:
         return "faster"
     return "no significant difference"
+
+
+def process_medians(record: dict) -> list[float] | None:
+    key = "process_model_medians_ms" if record.get("latency_model") else "process_medians_ms"
+    medians = record.get(key)
+    return medians if medians and len(medians) >= 2 else None
 
 
 def environment_differences(root_a: Path, root_b: Path) -> list[str]:
@@ -96,7 +165,15 @@ def compare(root_a: Path, root_b: Path, factor: float = 1.1) -> tuple[list[Pair]
         sa, sb = samples_ms(a[key]), samples_ms(b[key])
         ratio = float(np.median(sb) / np.median(sa))
         low, high = bootstrap_ratio_ci(sa, sb)
-        pairs.append(Pair(key, float(np.median(sa)), float(np.median(sb)), ratio, low, high, verdict(ratio, low, high, factor)))
+        p_value = None
+        medians_a, medians_b = process_medians(a[key]), process_medians(b[key])
+        if medians_a and medians_b:
+            ratio = float(np.median(medians_b) / np.median(medians_a))
+            p_value = mann_whitney_u(medians_b, medians_a)[1]
+        elif medians_a or medians_b:
+            notes.append(f"{_name(key)}: only one side has --repeats; verdict from the pooled samples' bootstrap interval")
+        pairs.append(Pair(key, float(np.median(sa)), float(np.median(sb)), ratio, low, high,
+                          verdict(ratio, low, high, factor, p_value), p_value))  # fmt: skip
     for key in sorted(set(a) ^ set(b), key=str):
         notes.append(f"{_name(key)}: only in {'A' if key in a else 'B'}")
     return pairs, notes
@@ -112,9 +189,10 @@ def format_report(pairs: list[Pair], notes: list[str], env_diffs: list[str], fac
         lines.append("WARNING: the two runs come from different environments:")
         lines += [f"  {d}" for d in env_diffs]
         lines.append("")
-    lines.append(f"{'experiment':58s} {'A median ms':>11s} {'B median ms':>11s} {'B/A':>6s} {'99% CI':>15s}  verdict (factor {factor})")
+    lines.append(f"{'experiment':58s} {'A median ms':>11s} {'B median ms':>11s} {'B/A':>6s} {'99% CI':>15s} {'MWU p':>8s}  verdict (factor {factor})")
     for p in pairs:
-        lines.append(f"{_name(p.key):58s} {p.median_a:11.3f} {p.median_b:11.3f} {p.ratio:6.3f} [{p.ci_low:5.3f}, {p.ci_high:5.3f}]  {p.verdict}")
+        p_text = f"{p.p_value:8.4f}" if p.p_value is not None else f"{'n/a':>8s}"
+        lines.append(f"{_name(p.key):58s} {p.median_a:11.3f} {p.median_b:11.3f} {p.ratio:6.3f} [{p.ci_low:5.3f}, {p.ci_high:5.3f}] {p_text}  {p.verdict}")
     if pairs:
         lines.append(f"geometric mean of B/A over {len(pairs)} pairs: {geometric_mean([p.ratio for p in pairs]):.3f}")
     lines += notes

@@ -4,14 +4,15 @@ import numpy as np
 import pytest
 
 from framework.cli import main
-from framework.compare import bootstrap_ratio_ci, compare, verdict
+from framework.compare import bootstrap_ratio_ci, compare, mann_whitney_u, verdict
 from framework.results import write_json, write_latencies
 
 ENV = {"cpu_model": "Test CPU", "python": "3.11.7", "gpus": [], "packages": {"torch": "2.14.1", "onnxruntime": "1.32.0"}}
 
 
-def write_run(root, medians_ms: dict, env=ENV, seed=0, validity="valid"):
-    """One model, one experiment per engine, 200 samples around each median (1% jitter)."""
+def write_run(root, medians_ms: dict, env=ENV, seed=0, validity="valid", process_medians: dict | None = None):
+    """One model, one experiment per engine, 200 samples around each median (1% jitter); ``process_medians``
+    gives an engine the per-process medians of a --repeats run."""
     rng = np.random.default_rng(seed)
     write_json(root / "m" / "environment.json", env)
     for engine, median in medians_ms.items():
@@ -19,7 +20,8 @@ def write_run(root, medians_ms: dict, env=ENV, seed=0, validity="valid"):
         samples = median * (1 + 0.01 * rng.standard_normal(200))
         write_latencies(folder / "latencies.csv", tuple(int(v * 1e6) for v in samples))
         write_json(folder / "summary.json", {"model": "m", "shape_tag": "8x8", "engine": engine, "precision": "fp32",
-                                             "batch_size": 1, "status": "ok", "validity": validity, "invalid_reasons": []})  # fmt: skip
+                                             "batch_size": 1, "status": "ok", "validity": validity, "invalid_reasons": [],
+                                             "process_medians_ms": (process_medians or {}).get(engine)})  # fmt: skip
     return root
 
 
@@ -64,3 +66,25 @@ def test_cli_exit_codes_and_environment_mismatch(tmp_path, capsys):
     assert "cpu_model: 'Test CPU' vs 'Other CPU'" in out and "torch: 2.14.1 vs 2.9.1" in out
     assert main(["compare", str(a), str(other), "--strict"]) == 2
     assert "refusing to compare results from different environments" in capsys.readouterr().err
+
+
+def test_mann_whitney_u_matches_known_answers():
+    assert mann_whitney_u(range(1, 8), range(8, 15)) == (0.0, pytest.approx(2 / 3432))  # exact: 2 / C(14, 7)
+    assert mann_whitney_u([1, 2, 3], [4, 5, 6]) == (0.0, pytest.approx(0.1))
+    assert mann_whitney_u([1, 3, 5, 7], [2, 4, 6, 8]) == (6.0, pytest.approx(0.6857, abs=1e-4))  # interleaved
+    u, p = mann_whitney_u([1, 1, 2, 3], [2, 4, 4, 8])  # ties: normal approximation with tie correction
+    assert u == 1.5 and 0.05 < p < 0.1
+    assert mann_whitney_u(range(1, 7), range(7, 13))[1] > 0.002  # 6 processes a side can never reach p < 0.002
+
+
+def test_repeats_verdict_rests_on_per_process_medians(tmp_path):
+    rng = np.random.default_rng(5)
+    a_medians = list(10 + 0.1 * rng.standard_normal(7))
+    slower = list(12 + 0.1 * rng.standard_normal(7))
+    noisy = list(10.5 + 1.5 * rng.standard_normal(7))  # pooled samples differ, processes overlap
+    a = write_run(tmp_path / "a", {"slow": 10.0, "noisy": 10.0}, process_medians={"slow": a_medians, "noisy": a_medians})
+    b = write_run(tmp_path / "b", {"slow": 12.0, "noisy": 11.5}, seed=4, process_medians={"slow": slower, "noisy": noisy})
+    by_engine = {p.key[2]: p for p in compare(a, b)[0]}
+    assert by_engine["slow"].verdict == "slower" and by_engine["slow"].p_value == pytest.approx(2 / 3432)
+    assert by_engine["noisy"].p_value > 0.002 and by_engine["noisy"].verdict == "no significant difference"
+    assert by_engine["noisy"].ci_low > 1  # the pooled bootstrap alone would have called it slower
