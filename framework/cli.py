@@ -1,7 +1,7 @@
 """``deploybench run|list|compare``: the only place exceptions become exit codes.
 
 Exit status of ``run``: 0 when every experiment ended ok, skipped or unavailable; 1 when any failed; 2 for
-bad input (unknown model, malformed config, bad arguments). ``compare``: 1 when something got slower.
+bad input (unknown model, malformed config, bad arguments, results folder in use); 130 when interrupted. ``compare``: 1 when something got slower.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-outliers", action="store_true", help="draw outliers in latency plots (default: NaN beyond 1.5 IQR)")
     run.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                      help="engine option, e.g. cuda_graph=true, channels_last=false, compile=max-autotune (repeatable)")  # fmt: skip
+    run.add_argument("--repeats", type=int, default=1,
+                     help="measure each experiment in K separate processes, alternating engines; compare then tests per-process medians")  # fmt: skip
+    run.add_argument("--in-process", action="store_true", help="measure in this process instead of one child process per experiment (debugging)")
+    run.add_argument("--timeout", type=float, default=1800.0, help="seconds one experiment's process may take before it is killed (default 1800)")
+    run.add_argument("--force", action="store_true", help="measure again experiments an earlier run finished (default: resume, keeping them)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
 
     sub.add_parser("list", parents=[common], help="models found, and which engines this machine can run")
@@ -70,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeployBenchError as exc:
         print(f"deploybench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("deploybench: interrupted; finished experiments are kept, run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 def parse_options(items: list[str]) -> dict[str, object]:
@@ -142,6 +150,10 @@ def _run(args) -> int:
         exporter=args.exporter,
         keep_outliers=args.keep_outliers,
         engine_options=parse_options(args.option),
+        isolate=not args.in_process,
+        repeats=args.repeats,
+        timeout_s=args.timeout,
+        force=args.force,
     )
     records = run_model(model, shapes_list, settings, report=(lambda _: None) if args.quiet else print)
     failed = [r for r in records if r["status"] == "failed"]

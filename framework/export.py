@@ -6,6 +6,7 @@ come from the config, so every engine downstream speaks the same names.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from dataclasses import dataclass
@@ -108,6 +109,32 @@ def export_onnx(
         size_mb=onnx_size_mb(path),
         max_abs_error=worst,
     )
+
+
+def model_digest(module, config: ModelConfig) -> str:
+    """SHA-256 of the module's weights and buffers and of the config file: what makes two models the same."""
+    import torch
+
+    digest = hashlib.sha256(Path(config.path).read_bytes() if config.path else b"")
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def export_settings(model_sha256: str, inputs: list[np.ndarray], exporter: str, opset: int = DEFAULT_OPSET) -> dict:
+    """What an export depends on, for the artifact cache: weights, input shapes, exporter and library versions."""
+    import importlib.metadata
+
+    return {
+        "model_sha256": model_sha256,
+        "inputs": [[list(x.shape), str(x.dtype)] for x in inputs],
+        "exporter": exporter,
+        "opset": opset,
+        "torch": importlib.metadata.version("torch"),
+        "onnx": importlib.metadata.version("onnx"),
+    }
 
 
 def onnx_size_mb(path: Path) -> float:

@@ -54,6 +54,8 @@ class ModelLoader:
             if not isinstance(array, np.ndarray) or tuple(array.shape) != tuple(shape):
                 got = tuple(array.shape) if isinstance(array, np.ndarray) else type(array).__name__
                 raise DeployBenchError(f"{where}: input {spec.name!r} has shape {got}, expected example shape {tuple(shape)}")
+            if array.dtype.kind not in "biuf":
+                raise DeployBenchError(f"{where}: input {spec.name!r} has dtype {array.dtype}; expected numbers (the config says {spec.dtype_str})")
         tensors = self.preprocess(list(examples))
         for i, (tensor, spec) in enumerate(zip(tensors, self.config.inputs)):
             problem = spec.accepts(tuple(tensor.shape))

@@ -18,6 +18,14 @@ from framework.errors import DeployBenchError
 FP16_KEEP_FP32 = ["Softmax", "LayerNormalization", "ReduceSum", "ReduceMean", "Pow", "Sqrt", "Exp", "Log"]
 
 
+def fp16_settings(source_sha256: str, keep_fp32_ops: list[str] | None = None) -> dict:
+    """What an fp16 graph depends on, for the artifact cache."""
+    import importlib.metadata
+
+    return {"source_sha256": source_sha256, "converter": importlib.metadata.version("onnxconverter-common"),
+            "keep_fp32_ops": FP16_KEEP_FP32 if keep_fp32_ops is None else keep_fp32_ops}  # fmt: skip
+
+
 def convert_to_fp16(src: Path, dst: Path, keep_fp32_ops: list[str] | None = None) -> float:
     """Write an fp16 copy of ``src`` (fp32 I/O kept) to ``dst``; return the seconds it took."""
     import onnx

@@ -109,7 +109,7 @@ def discover(models_dirs: list[Path] | None = None, *, use_default_dirs: bool = 
             if load_py in seen:
                 continue
             seen.add(load_py)
-            _collect(registry, str(load_py), lambda p=load_py: _import_file(p))
+            _collect(registry, str(load_py), lambda p=load_py: import_plugin_file(p))
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             _collect(registry, f"entry point {ep.name} = {ep.value}", lambda ep=ep: _entry_point_module(ep))
@@ -134,12 +134,11 @@ def _collect(registry: ModelRegistry, source: str, load_module) -> None:
         registry.add(RegisteredModel(cls.name, cls, source))
 
 
-def _import_file(path: Path) -> ModuleType:
-    # A unique, stable module name per file, so two folders may both hold a load.py.
+def import_plugin_file(path: Path) -> ModuleType:
+    # A unique, stable module name per file, so two folders may both hold a load.py. Executed afresh by each
+    # discover(), so a long-lived process (a notebook, the tests) sees an edited load.py.
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
     name = f"deploybench_models.{path.parent.name.replace('-', '_')}_{digest}"
-    if name in sys.modules:
-        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

@@ -29,6 +29,7 @@ SUMMARY_COLUMNS = [
     "max_abs_error", "cosine_similarity", "all_close",
     "model_size_mb", "parameters", "onnx_nodes", "export_s", "load_s", "build_s", "first_inference_ms",
 ]  # fmt: skip
+REPEATS_DIR = "repeats"  # <experiment>/repeats/<k>/: the raw files of each process of a --repeats run
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -58,15 +59,39 @@ def write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def write_latencies(path: Path, latencies_ns: tuple[int, ...], model_latencies_ns: tuple[int, ...] | None = None) -> None:
-    """``latency_ms`` is latency-all (host clock); GPU engines add ``latency_model_ms`` (CUDA events)."""
-    if model_latencies_ns is None:
-        lines = ["iteration,latency_ms"] + [f"{i},{ns / 1e6:.6f}" for i, ns in enumerate(latencies_ns)]
-    else:
-        lines = ["iteration,latency_ms,latency_model_ms"] + [
-            f"{i},{a / 1e6:.6f},{m / 1e6:.6f}" for i, (a, m) in enumerate(zip(latencies_ns, model_latencies_ns))
-        ]
+def write_latencies(
+    path: Path, latencies_ns: list[int], model_latencies_ns: list[int] | None = None, processes: list[int] | None = None
+) -> None:
+    """``latency_ms`` is latency-all (host clock); GPU engines add ``latency_model_ms`` (CUDA events);
+    ``--repeats`` runs add ``process``, the repeat (child process) each sample came from."""
+    columns = [("latency_ms", [f"{ns / 1e6:.6f}" for ns in latencies_ns])]
+    if model_latencies_ns is not None:
+        columns.append(("latency_model_ms", [f"{ns / 1e6:.6f}" for ns in model_latencies_ns]))
+    if processes is not None:
+        columns.append(("process", [str(p) for p in processes]))
+    lines = [",".join(["iteration"] + [name for name, _ in columns])]
+    lines += [",".join([str(i)] + [values[i] for _, values in columns]) for i in range(len(latencies_ns))]
     write_atomic(path, "\n".join(lines) + "\n")
+
+
+def save_experiment(directory: Path, record: dict) -> None:
+    """Raw samples first, summary.json last: a summary on disk means the experiment's files are complete.
+    A record without samples (failed, skipped) removes any latencies.csv left by an earlier run."""
+    samples = record.pop("latencies_ns", None)
+    model_samples = record.pop("latencies_model_ns", None)
+    if samples is not None:
+        write_latencies(directory / "latencies.csv", samples, model_samples, record.pop("latencies_process", None))
+    else:
+        (directory / "latencies.csv").unlink(missing_ok=True)
+    write_json(directory / "summary.json", record)
+
+
+def read_record(directory: Path) -> dict | None:
+    """The experiment's summary.json, or None when absent or unreadable (an interrupted write never is)."""
+    try:
+        return json.loads((directory / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def read_latencies_ms(path: Path, column: str = "latency_ms") -> list[float]:
@@ -74,11 +99,26 @@ def read_latencies_ms(path: Path, column: str = "latency_ms") -> list[float]:
         return [float(row[column]) for row in csv.DictReader(handle)]
 
 
+def is_complete(directory: Path, fingerprint: str) -> dict | None:
+    """The record of a finished, valid experiment measured with the same settings (resume skips it), else None."""
+    record = read_record(directory)
+    if not record or record.get("status") != "ok" or record.get("validity") != "valid" or record.get("fingerprint") != fingerprint:
+        return None
+    try:
+        if len(read_latencies_ms(directory / "latencies.csv")) != record["latency"]["n"]:
+            return None
+    except (OSError, KeyError, ValueError):
+        return None
+    return record
+
+
 def load_experiments(root: Path) -> list[dict]:
     """Every experiment's summary.json under ``root`` (one model's folder or a whole results folder), in a
     stable order, each with ``_dir``: the folder holding its latencies.csv."""
     records = []
     for path in sorted(Path(root).rglob("summary.json")):
+        if REPEATS_DIR in path.relative_to(root).parts[:-1]:
+            continue  # one process of a --repeats run; its experiment's own summary pools them
         record = json.loads(path.read_text())
         if "engine" in record:
             record["_dir"] = str(path.parent)

@@ -9,6 +9,7 @@ A failing experiment never stops the sweep.
 
 from __future__ import annotations
 
+import inspect
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -19,15 +20,27 @@ import numpy as np
 
 from framework import environment
 from framework.agreement import compare_outputs
+from framework.artifact_cache import cached_build, file_sha256, settings_hash
 from framework.engines import ENGINES, PRECISIONS, ModelArtifacts, engine_availability, engine_class
 from framework.errors import DeployBenchError, EngineUnavailable, one_line
-from framework.export import export_onnx, onnx_size_mb
+from framework.export import export_onnx, export_settings, model_digest, onnx_size_mb
+from framework.isolation import run_in_child, write_shape_data
 from framework.loader import make_batch
-from framework.measure import time_cuda, time_host
-from framework.precision import convert_to_fp16
+from framework.locking import results_lock, sigterm_as_interrupt
+from framework.measure import Timing, time_cuda, time_host
+from framework.precision import convert_to_fp16, fp16_settings
 from framework.plots import plot_model
 from framework.registry import RegisteredModel
-from framework.results import experiment_dir, safe_component, write_json, write_latencies, write_model_tables
+from framework.results import (
+    REPEATS_DIR,
+    experiment_dir,
+    is_complete,
+    read_latencies_ms,
+    safe_component,
+    save_experiment,
+    write_json,
+    write_model_tables,
+)
 from framework.shapes import shape_tag
 from framework.stats import latency_summary
 from framework.validity import label
@@ -46,6 +59,20 @@ class SweepSettings:
     exporter: str = "torchscript"
     keep_outliers: bool = False
     engine_options: dict[str, object] = field(default_factory=dict)  # --option NAME=VALUE, to engines that know NAME
+    isolate: bool = True  # each experiment in a fresh child process (False: in this process, for debugging)
+    repeats: int = 1  # measure each experiment in this many processes, alternating engines
+    timeout_s: float = 1800.0  # per experiment (per process) when isolated
+    force: bool = False  # re-measure experiments an earlier run already finished
+
+    def child_settings(self) -> dict:
+        """What a child process needs to measure one experiment as this sweep would."""
+        return {k: getattr(self, k) for k in ("iterations", "warmup", "min_duration", "warmup_duration", "engine_options")}
+
+    def fingerprint(self, context: "ShapeContext", batch_size: int) -> str:
+        """Everything that changes an experiment's figures: a finished experiment is resumed only if it matches."""
+        keys = ("iterations", "warmup", "min_duration", "warmup_duration", "exporter", "engine_options", "repeats")
+        return settings_hash({**{k: getattr(self, k) for k in keys}, "model": context.model_digest, "shapes": context.shapes,
+                              "batch_size": batch_size})  # fmt: skip
 
     def chosen_engines(self) -> list[str]:
         if self.engines is None:
@@ -65,6 +92,10 @@ class SweepSettings:
             raise DeployBenchError(f"durations must be >= 0, got {self.min_duration} and {self.warmup_duration}")
         if self.iterations < 1 or self.warmup < 0:
             raise DeployBenchError(f"need iterations >= 1 and warmup >= 0, got {self.iterations} and {self.warmup}")
+        if self.repeats < 1 or (self.repeats > 1 and not self.isolate):
+            raise DeployBenchError(f"--repeats {self.repeats}: needs a positive count, and separate processes (not --in-process)")
+        if self.timeout_s <= 0:
+            raise DeployBenchError(f"the per-experiment timeout must be positive, got {self.timeout_s}")
         known = {name for engine in ENGINES for name in engine_class(engine).options}
         unknown = sorted(set(self.engine_options) - known)
         if unknown:
@@ -87,6 +118,8 @@ class ShapeContext:
     precision_errors: dict[str, str] = field(default_factory=dict)
     setup_error: str | None = None
     references: dict[tuple[int, bool], dict] = field(default_factory=dict)  # (batch size, varied inputs) -> outputs
+    model_digest: str | None = None  # weights and config: part of every cache key and result fingerprint
+    loader_ref: dict | None = None  # how a child process finds the plugin class
 
 
 def run_model(
@@ -95,44 +128,169 @@ def run_model(
     settings: SweepSettings,
     report: Callable[[str], None] = print,
 ) -> list[dict]:
-    """Run the whole matrix for one model; return every experiment record (also written to disk)."""
+    """Run the whole matrix for one model; return every experiment record (also written to disk).
+
+    Experiments an earlier run finished with the same settings are kept, not measured again (``force``
+    re-measures). Interrupted (Ctrl-C, SIGTERM), the run keeps every finished experiment and rebuilds the
+    tables from them before it stops.
+    """
     settings.validate()
     engines = settings.chosen_engines()
     model_dir = settings.output / safe_component(model.name)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    write_json(model_dir / "environment.json", environment.collect())
-    total = len(shapes_list) * len(engines) * len(settings.precisions) * len(settings.batch_sizes)
-    records, done = [], 0
-    for shapes in shapes_list:
-        context = _prepare_shape(model, shapes, engines, settings, model_dir, report)
-        for batch_size in settings.batch_sizes:
-            for engine_name in engines:
-                for precision in settings.precisions:
-                    done += 1
-                    record = run_experiment(context, engine_name, precision, batch_size, settings)
-                    directory = experiment_dir(settings.output, model.name, context.tag, engine_name, precision, batch_size)
-                    if "latencies_ns" in record:
-                        write_latencies(directory / "latencies.csv", record.pop("latencies_ns"), record.pop("latencies_model_ns", None))
-                    write_json(directory / "summary.json", record)
-                    records.append(record)
-                    report(f"[{done}/{total}] {model.name} {context.tag} {engine_name} {precision} bs{batch_size}: {_outcome(record)}")
-    write_model_tables(model_dir)
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeployBenchError(f"cannot create the results folder {model_dir}: {exc.strerror}") from None
+    per_shape = len(engines) * len(settings.precisions) * len(settings.batch_sizes)
+    progress = Progress(len(shapes_list) * per_shape, report)
+    records: list[dict] = []
+    with results_lock(model_dir), sigterm_as_interrupt():
+        try:
+            write_json(model_dir / "environment.json", environment.collect())
+            for shapes in shapes_list:
+                context = _prepare_shape(model, shapes, engines, settings, model_dir, report)
+                for batch_size in settings.batch_sizes:
+                    records += _run_batch(context, engines, batch_size, settings, progress)
+        finally:
+            write_model_tables(model_dir)
     for path in plot_model(model_dir, keep_outliers=settings.keep_outliers):
         report(f"plot: {path}")
     report(f"results: {model_dir / 'summary.md'}")
     return records
 
 
+@dataclass
+class Progress:
+    total: int
+    report: Callable[[str], None]
+    done: int = 0
+
+    def __call__(self, context: ShapeContext, engine: str, precision: str, batch_size: int, outcome: str, finished: bool = True) -> None:
+        self.done += finished
+        self.report(f"[{self.done}/{self.total}] {context.model} {context.tag} {engine} {precision} bs{batch_size}: {outcome}")
+
+
+def _run_batch(context: ShapeContext, engines: list[str], batch_size: int, settings: SweepSettings, progress: Progress) -> list[dict]:
+    """Every engine x precision at one batch size. With ``repeats`` K, K rounds of one process per experiment,
+    the order rotated each round, so slow drifts of the machine spread over every engine alike."""
+    fingerprint = settings.fingerprint(context, batch_size)
+    records, pending = [], []
+    for engine_name in engines:
+        for precision in settings.precisions:
+            directory = experiment_dir(settings.output, context.model, context.tag, engine_name, precision, batch_size)
+            kept = None if settings.force else is_complete(directory, fingerprint)
+            if kept:
+                records.append(kept)
+                progress(context, engine_name, precision, batch_size, "kept from an earlier run (--force measures it again)")
+                continue
+            record = base_record(context, engine_name, precision, batch_size, settings)
+            record["fingerprint"] = fingerprint
+            if blocked_reason(context, engine_name, precision, record):
+                save_experiment(directory, record)
+                records.append(record)
+                progress(context, engine_name, precision, batch_size, _outcome(record))
+                continue
+            pending.append((engine_name, precision, directory, record))
+    if not pending:
+        return records
+    results: dict[Path, list[dict]] = {directory: [] for _, _, directory, _ in pending}
+    for repeat in range(settings.repeats):
+        shift = repeat % len(pending)
+        for engine_name, precision, directory, base in pending[shift:] + pending[:shift]:
+            target = directory if settings.repeats == 1 else directory / REPEATS_DIR / str(repeat)
+            record = _measure(context, engine_name, precision, batch_size, settings, target, dict(base))
+            results[directory].append({**record, "_dir": str(target)})
+            if settings.repeats > 1:
+                progress(context, engine_name, precision, batch_size, f"process {repeat + 1}/{settings.repeats}: {_outcome(record)}", False)
+    for engine_name, precision, directory, _ in pending:
+        record = results[directory][0] if settings.repeats == 1 else merge_repeats(results[directory], directory)
+        record.pop("_dir", None)
+        records.append(record)
+        progress(context, engine_name, precision, batch_size, _outcome(record))
+    return records
+
+
+def _measure(context: ShapeContext, engine_name: str, precision: str, batch_size: int, settings: SweepSettings,
+             directory: Path, record: dict) -> dict:  # fmt: skip
+    """One measurement saved in ``directory``, in a child process unless ``settings.isolate`` is off."""
+    if not settings.isolate:
+        record = run_experiment(context, engine_name, precision, batch_size, settings, record)
+        save_experiment(directory, record)
+        return record
+    data_file = context.artifacts.cache_dir / f"inputs_references_bs{batch_size}.npz"
+    if (batch_size, "data_file") not in context.references:  # written once per run, for every child of this batch
+        try:
+            batch = _batch_inputs(context, batch_size)
+            write_shape_data(data_file, context.inputs, _reference(context, batch_size, batch),
+                             _reference(context, batch_size, varied_inputs(batch), varied=True))  # fmt: skip
+        except Exception as exc:  # e.g. a batch size the model cannot take: this experiment fails, the sweep goes on
+            record.update(status="failed", reason=one_line(exc), traceback=traceback.format_exc(limit=8))
+            save_experiment(directory, record)
+            return record
+        context.references[(batch_size, "data_file")] = {}
+    job = {
+        "model": context.model, "tag": context.tag, "shapes": [list(s) for s in context.shapes],
+        "config_path": str(context.artifacts.config.path), "loader": context.loader_ref,
+        "onnx_paths": {k: str(v) for k, v in context.artifacts.onnx_paths.items()}, "cache_dir": str(context.artifacts.cache_dir),
+        "data_file": str(data_file), "engine": engine_name, "precision": precision, "batch_size": batch_size,
+        "settings": settings.child_settings(), "record": record,
+    }  # fmt: skip
+    result, failure = run_in_child(job, directory, settings.timeout_s)
+    if failure:  # the child died or timed out before saving a record
+        record.update(status="failed", **failure)
+        save_experiment(directory, record)
+        return record
+    return result
+
+
+def merge_repeats(records: list[dict], directory: Path) -> dict:
+    """One record from the K processes of a ``--repeats`` run: samples pooled, each process's median kept
+    (``process_medians_ms``, what ``compare`` tests), invalid or failed if any process was."""
+    failed = [r for r in records if r["status"] != "ok"]
+    if failed:
+        merged = {k: v for k, v in failed[0].items() if k != "_dir"}
+        merged["reason"] = f"{len(failed)} of {len(records)} processes did not finish: {failed[0]['reason']}"
+        save_experiment(directory, merged)
+        return merged
+    merged = {k: v for k, v in records[0].items() if k != "_dir"}
+    samples, model_samples, processes = [], [], []
+    for index, record in enumerate(records):
+        latencies = read_latencies_ms(Path(record["_dir"]) / "latencies.csv")
+        samples += [round(ms * 1e6) for ms in latencies]
+        processes += [index] * len(latencies)
+        if record.get("latency_model"):
+            model_samples += [round(ms * 1e6) for ms in read_latencies_ms(Path(record["_dir"]) / "latencies.csv", "latency_model_ms")]
+    batch_size = merged["batch_size"]
+    elapsed = sum(round(r["latency"]["timed_region_s"] * 1e9) for r in records)
+    merged["latency"] = latency_summary(Timing(tuple(samples), elapsed, merged["warmup"], merged["clock"]), batch_size)
+    merged["process_medians_ms"] = [r["latency"]["median_ms"] for r in records]
+    if model_samples:
+        elapsed = sum(round(r["latency_model"]["timed_region_s"] * 1e9) for r in records)
+        merged["latency_model"] = latency_summary(Timing(tuple(model_samples), elapsed, merged["warmup"], "cuda_events"), batch_size)
+        merged["process_model_medians_ms"] = [r["latency_model"]["median_ms"] for r in records]
+    for key in ("invalid_reasons", "warnings"):
+        merged[key] = list(dict.fromkeys(item for r in records for item in r.get(key, [])))
+    merged["validity"] = "invalid" if merged["invalid_reasons"] else "valid"
+    merged["repeats"] = len(records)
+    merged.update(latencies_ns=samples, latencies_model_ns=model_samples or None, latencies_process=processes)
+    save_experiment(directory, merged)
+    return merged
+
+
 def _prepare_shape(model, shapes, engines, settings, model_dir, report) -> ShapeContext:
-    """Load the module and inputs, export and check ONNX once; failures are kept for every experiment."""
+    """Load the module and inputs, export and check ONNX once (or reuse the cached export); failures are
+    kept for every experiment."""
     loader = model.create(shapes)
     context = ShapeContext(model=model.name, tag=shape_tag(loader.example_shapes), shapes=list(loader.example_shapes))
+    cls = model.loader_class
+    context.loader_ref = {"module": cls.__module__, "file": inspect.getfile(cls), "class": cls.__qualname__}
     try:
         context.inputs = loader.runtime_inputs()
         start = time.perf_counter()
         module = loader.load_pytorch_module().eval()
         context.load_s = time.perf_counter() - start
         context.parameters = sum(p.numel() for p in module.parameters())
+        context.model_digest = model_digest(module, loader.config)
         cache_dir = model_dir / "cache" / safe_component(context.tag)
         context.artifacts = ModelArtifacts(config=loader.config, module=module, cache_dir=cache_dir)
     except Exception as exc:
@@ -140,29 +298,35 @@ def _prepare_shape(model, shapes, engines, settings, model_dir, report) -> Shape
         report(f"{model.name} {context.tag}: cannot prepare inputs or module: {context.setup_error}")
         return context
     if any(engine_class(e).needs_onnx for e in engines if engine_availability(e) is None):
+        path = cache_dir / "model.onnx"
+        key = export_settings(context.model_digest, context.inputs, settings.exporter)
+
+        def build(target: Path) -> dict:
+            result = export_onnx(module, context.inputs, loader.config, target, exporter=settings.exporter)
+            return {"export_s": result.seconds, "onnx_nodes": result.node_count, "onnx_size_mb": result.size_mb,
+                    "exporter": result.exporter, "opset": result.opset, "export_max_abs_error": result.max_abs_error}  # fmt: skip
+
         try:
-            result = export_onnx(module, context.inputs, loader.config, cache_dir / "model.onnx", exporter=settings.exporter)
-            context.artifacts.onnx_paths["fp32"] = result.path
-            context.export = {
-                "export_s": result.seconds,
-                "onnx_nodes": result.node_count,
-                "onnx_size_mb": result.size_mb,
-                "exporter": result.exporter,
-                "opset": result.opset,
-                "export_max_abs_error": result.max_abs_error,
-            }
-            report(f"{model.name} {context.tag}: exported {result.path} in {result.seconds:.1f} s, "
-                   f"{result.node_count} nodes, matches PyTorch (max abs error {result.max_abs_error:.2e})")  # fmt: skip
+            context.export, reused, why = cached_build(path, key, build)
+            context.export = {**context.export, "export_from_cache": reused}
+            context.artifacts.onnx_paths["fp32"] = path
+            if reused:
+                report(f"{model.name} {context.tag}: ONNX {why}: {path}")
+            else:
+                if why != "not cached":
+                    report(f"{model.name} {context.tag}: ONNX export {why}")
+                report(f"{model.name} {context.tag}: exported {path} in {context.export['export_s']:.1f} s, "
+                       f"{context.export['onnx_nodes']} nodes, matches PyTorch (max abs error {context.export['export_max_abs_error']:.2e})")  # fmt: skip
         except Exception as exc:
             context.export_error = one_line(exc)
             report(f"{model.name} {context.tag}: ONNX export failed: {context.export_error}")
     return context
 
 
-def run_experiment(context: ShapeContext, engine_name: str, precision: str, batch_size: int, settings: SweepSettings) -> dict:
-    """One experiment, start to finish. Never raises for the experiment's own failures: they become the record."""
+def base_record(context: ShapeContext, engine_name: str, precision: str, batch_size: int, settings: SweepSettings) -> dict:
+    """What an experiment's record says before anything is measured."""
     cls = engine_class(engine_name)
-    record = {
+    return {
         "model": context.model,
         "shape_tag": context.tag,
         "example_shapes": [list(s) for s in context.shapes],
@@ -174,38 +338,55 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         "iterations": settings.iterations,
         "warmup": settings.warmup,
         "min_duration_s": settings.min_duration,
+        "isolated": settings.isolate,
         "parameters": context.parameters,
         "load_s": context.load_s,
         **(context.export or {}),
     }
 
+
+def blocked_reason(context: ShapeContext, engine_name: str, precision: str, record: dict) -> bool:
+    """Settle, without measuring, an experiment that cannot run: sets status and reason, returns True."""
+    cls = engine_class(engine_name)
+    unavailable = engine_availability(engine_name)
+    if unavailable:
+        status, reason = "unavailable", unavailable
+    elif precision not in cls.precisions:
+        status, reason = "skipped", f"{engine_name} does not run {precision} (it runs {', '.join(cls.precisions)})"
+    elif context.setup_error:
+        status, reason = "failed", f"preparing the model failed: {context.setup_error}"
+    elif cls.needs_onnx and "fp32" not in context.artifacts.onnx_paths:
+        status, reason = "failed", f"no ONNX file: {context.export_error}"
+    elif cls.needs_onnx and not _onnx_at_precision(context, precision):
+        status, reason = "failed", f"no {precision} ONNX graph: {context.precision_errors[precision]}"
+    else:
+        return False
+    record.update(status=status, reason=reason)
+    return True
+
+
+def run_experiment(context: ShapeContext, engine_name: str, precision: str, batch_size: int, settings: SweepSettings,
+                   record: dict | None = None) -> dict:  # fmt: skip
+    """One experiment, start to finish. Never raises for the experiment's own failures: they become the record."""
+    cls = engine_class(engine_name)
+    record = record if record is not None else base_record(context, engine_name, precision, batch_size, settings)
+
     def finish(status: str, reason: str = "") -> dict:
         record.update(status=status, reason=reason)
         return record
 
-    unavailable = engine_availability(engine_name)
-    if unavailable:
-        return finish("unavailable", unavailable)
-    if precision not in cls.precisions:
-        return finish("skipped", f"{engine_name} does not run {precision} (it runs {', '.join(cls.precisions)})")
-    if context.setup_error:
-        return finish("failed", f"preparing the model failed: {context.setup_error}")
-    if cls.needs_onnx and "fp32" not in context.artifacts.onnx_paths:
-        return finish("failed", f"no ONNX file: {context.export_error}")
-    if cls.needs_onnx and not _onnx_at_precision(context, precision):
-        return finish("failed", f"no {precision} ONNX graph: {context.precision_errors[precision]}")
+    if blocked_reason(context, engine_name, precision, record):
+        return record
     engine = None
     try:
-        inputs = {
-            spec.name: make_batch(tensor, spec, batch_size) for spec, tensor in zip(context.artifacts.config.inputs, context.inputs)
-        }
+        inputs = _batch_inputs(context, batch_size)
         reference = _reference(context, batch_size, inputs)
         engine = cls(context.artifacts, precision, settings.engine_options)
         start = time.perf_counter()
         engine.load()
         record["build_s"] = time.perf_counter() - start
         record["model_size_mb"] = (
-            onnx_size_mb(context.artifacts.onnx_for(precision)) if cls.needs_onnx else _module_size_mb(context.artifacts.module)
+            onnx_size_mb(context.artifacts.onnx_for(precision)) if cls.needs_onnx else _module_size_mb(context.artifacts.get_module())
         )
         start = time.perf_counter()
         first_outputs = engine.infer(inputs)
@@ -258,6 +439,10 @@ def varied_inputs(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return varied
 
 
+def _batch_inputs(context: ShapeContext, batch_size: int) -> dict[str, np.ndarray]:
+    return {spec.name: make_batch(x, spec, batch_size) for spec, x in zip(context.artifacts.config.inputs, context.inputs)}
+
+
 def _reference(context: ShapeContext, batch_size: int, inputs: dict[str, np.ndarray], varied: bool = False) -> dict[str, np.ndarray]:
     """PyTorch fp32 on the CPU for this batch: the yardstick every engine is compared with. Computed once."""
     key = (batch_size, varied)
@@ -266,7 +451,7 @@ def _reference(context: ShapeContext, batch_size: int, inputs: dict[str, np.ndar
 
         from framework.torch_outputs import named_outputs
 
-        module = context.artifacts.module
+        module = context.artifacts.get_module()
         with torch.inference_mode():
             result = module(*(torch.from_numpy(inputs[n]) for n in context.artifacts.config.input_names))
         context.references[key] = named_outputs(result, context.artifacts.config.output_names)
@@ -283,7 +468,7 @@ def _onnx_at_precision(context: ShapeContext, precision: str) -> bool:
         try:
             if precision != "fp16":
                 raise DeployBenchError(f"{precision} ONNX graphs are not produced yet (only fp32 and fp16)")
-            convert_to_fp16(paths["fp32"], target)
+            cached_build(target, fp16_settings(file_sha256(paths["fp32"])), lambda path: {"convert_s": convert_to_fp16(paths["fp32"], path)})
             paths[precision] = target
             return True
         except Exception as exc:

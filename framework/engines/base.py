@@ -25,12 +25,24 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 @dataclass
 class ModelArtifacts:
-    """What engines build from: the config, the PyTorch module (loaded once per shape) and the ONNX file."""
+    """What engines build from: the config, the PyTorch module and the ONNX files.
+
+    In an isolated child process only PyTorch engines need the module, so it can be given as
+    ``module_factory`` and is then loaded on first use: an ONNX Runtime child never holds its weights twice.
+    """
 
     config: ModelConfig
     module: object | None = None  # torch.nn.Module in eval mode
     onnx_paths: dict[str, Path] = field(default_factory=dict)  # precision -> ONNX file with that precision in the graph
     cache_dir: Path | None = None  # where engines may keep build caches
+    module_factory: Callable[[], object] | None = None
+
+    def get_module(self):
+        if self.module is None and self.module_factory is not None:
+            self.module = self.module_factory()
+        if self.module is None:
+            raise ValueError("this engine needs the PyTorch module, and none was loaded")
+        return self.module
 
     def onnx_for(self, precision: str) -> Path:
         if precision not in self.onnx_paths:

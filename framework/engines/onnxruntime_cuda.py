@@ -81,7 +81,7 @@ class OnnxRuntimeCUDAEngine(OnnxRuntimeEngine):
         """Output shapes for these inputs, from PyTorch on the CPU: an ORT run here would capture its CUDA graph."""
         torch = self.torch
         with torch.inference_mode():
-            result = self.artifacts.module(*(torch.from_numpy(inputs[n]) for n in self.config.input_names))
+            result = self.artifacts.get_module()(*(torch.from_numpy(inputs[n]) for n in self.config.input_names))
         return {n: a.shape for n, a in named_outputs(result, self.output_names).items()}
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -16,9 +16,7 @@ class PyTorchCPUEngine(Engine):
     def load(self) -> None:
         import torch
 
-        if self.artifacts.module is None:
-            raise ValueError(f"{self.name} needs the PyTorch module, and none was loaded")
-        self.module = self.artifacts.module.to("cpu").eval()
+        self.module = self.artifacts.get_module().to("cpu").eval()
         self.torch = torch
 
     def _tensors(self, inputs: dict[str, np.ndarray]) -> list:

@@ -47,7 +47,7 @@ class PyTorchCUDAEngine(Engine):
         self.torch = torch
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         # A copy: nn.Module.to() works in place, and the shared module must stay the CPU fp32 reference.
-        module = copy.deepcopy(self.artifacts.module).to("cuda", dtype=self.dtype).eval()
+        module = copy.deepcopy(self.artifacts.get_module()).to("cuda", dtype=self.dtype).eval()
         if self._channels_last():
             module = module.to(memory_format=torch.channels_last)
         self.module = torch.compile(module, mode=self.settings["compile"]) if self.settings["compile"] else module

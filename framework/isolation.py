@@ -1,0 +1,140 @@
+"""Each experiment in a fresh child process, so its memory, caches and timings are its own.
+
+The parent prepares what the experiments of one shape and batch size share (the ONNX files, the input
+tensors and the PyTorch fp32 reference outputs) and writes ``job.json`` into the experiment's folder. The
+child (``python -m framework.isolation JOB``, which also reproduces a run by hand) rebuilds the shape
+context from it, runs ``runner.run_experiment`` and saves the record with ``results.save_experiment``.
+Children of ONNX engines never load the PyTorch module.
+
+A child that crashes (segfault, out-of-memory kill, CUDA error) or outlives the timeout is recorded as a
+failed experiment with its exit status and the tail of its log (``child.log``); the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from framework.config import load_config
+from framework.results import read_record, save_experiment, write_json
+
+LOG_TAIL_LINES = 20
+
+
+def write_shape_data(path: Path, inputs: list[np.ndarray], reference: dict, varied_reference: dict) -> Path:
+    """Inputs (batch of one) and the reference outputs of one batch size, for the children to share."""
+    arrays = {f"input:{i}": x for i, x in enumerate(inputs)}
+    arrays.update({f"reference:{k}": v for k, v in reference.items()})
+    arrays.update({f"varied_reference:{k}": v for k, v in varied_reference.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as handle:
+        np.savez(handle, **arrays)
+    tmp.replace(path)
+    return path
+
+
+def run_in_child(job: dict, result_dir: Path, timeout_s: float) -> tuple[dict | None, dict | None]:
+    """Run one experiment in a child process: (its record, None), or (None, failure) with the reason, exit
+    status and log tail when the child died or timed out before saving a record."""
+    result_dir.mkdir(parents=True, exist_ok=True)
+    job = {**job, "run_id": uuid.uuid4().hex, "result_dir": str(result_dir)}
+    job_path = result_dir / "job.json"
+    write_json(job_path, job)
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    log_path = result_dir / "child.log"
+    with log_path.open("w") as log:
+        child = subprocess.Popen([sys.executable, "-m", "framework.isolation", str(job_path)], stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            code = child.wait(timeout=timeout_s)
+            outcome = None if code == 0 else _describe_exit(code)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            code = child.wait()
+            outcome = f"timed out after {timeout_s:g} s (child process killed)"
+        except BaseException:  # Ctrl-C or SIGTERM in the parent: never leave a child measuring
+            child.kill()
+            child.wait()
+            raise
+    record = read_record(result_dir)
+    if outcome is None and record is not None and record.get("run_id") == job["run_id"]:
+        return record, None
+    tail = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    outcome = outcome or "child process exited without saving a result"
+    last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+    return None, {"reason": outcome + (f": {last}" if last else ""), "exit_status": code, "log_tail": "\n".join(tail)}
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"child process killed by {signal.Signals(-code).name} (exit status {code})"
+        except ValueError:
+            return f"child process killed by signal {-code}"
+    return f"child process exited with status {code}"
+
+
+def _loader_class(reference: dict) -> type:
+    """The plugin class named in the job: by file for ``models/*/load.py`` plugins, by module otherwise."""
+    from framework.registry import import_plugin_file
+
+    if reference["module"].startswith("deploybench_models."):
+        module = import_plugin_file(Path(reference["file"]))
+    else:
+        module = importlib.import_module(reference["module"])
+    obj = module
+    for part in reference["class"].split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def context_from_job(job: dict):
+    """The parent's shape context, rebuilt in the child from the job file and the shared arrays."""
+    from framework.engines import ModelArtifacts
+    from framework.runner import ShapeContext
+
+    config = load_config(Path(job["config_path"]))
+    shapes = [tuple(s) for s in job["shapes"]]
+
+    def load_module():
+        return _loader_class(job["loader"])(config, shapes).load_pytorch_module().eval()
+
+    artifacts = ModelArtifacts(
+        config=config,
+        onnx_paths={k: Path(v) for k, v in job["onnx_paths"].items()},
+        cache_dir=Path(job["cache_dir"]),
+        module_factory=load_module,
+    )
+    with np.load(job["data_file"]) as data:
+        inputs = [data[f"input:{i}"] for i in range(len(config.inputs))]
+        reference = {n: data[f"reference:{n}"] for n in config.output_names}
+        varied = {n: data[f"varied_reference:{n}"] for n in config.output_names}
+    batch = job["batch_size"]
+    return ShapeContext(model=job["model"], tag=job["tag"], shapes=shapes, artifacts=artifacts, inputs=inputs,
+                        references={(batch, False): reference, (batch, True): varied})  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    from framework.runner import SweepSettings, run_experiment
+
+    job = json.loads(Path(argv[0]).read_text())
+    context = context_from_job(job)
+    settings = SweepSettings(**job["settings"])
+    record = run_experiment(context, job["engine"], job["precision"], job["batch_size"], settings, dict(job["record"]))
+    record["run_id"] = job["run_id"]
+    save_experiment(Path(job["result_dir"]), record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

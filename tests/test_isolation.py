@@ -1,0 +1,80 @@
+"""Child-process experiments, --repeats, and the artifact cache, on the tiny fixture models."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from framework.artifact_cache import cached_build, is_current
+from framework.cli import main
+from framework.results import load_experiments
+from tests.conftest import FIXTURE_MODELS
+
+FAST = ["--models-dir", str(FIXTURE_MODELS), "--iterations", "5", "--warmup", "1", "--min-duration", "0", "--quiet"]
+
+
+def test_isolated_and_in_process_runs_record_the_same_experiment(tmp_path):
+    for mode, extra in (("isolated", []), ("in_process", ["--in-process"])):
+        assert main(["run", "tiny_two_inputs", "--output", str(tmp_path / mode), "--engines", "onnxruntime-cpu,pytorch-cpu", *FAST, *extra]) == 0
+    isolated, in_process = (sorted(load_experiments(tmp_path / m), key=lambda r: r["engine"]) for m in ("isolated", "in_process"))
+    for a, b in zip(isolated, in_process):
+        assert (a["engine"], a["status"], a["validity"]) == (b["engine"], "ok", "valid")
+        assert a["isolated"] is True and b["isolated"] is False
+        assert a["agreement"]["worst"]["max_abs_error"] == pytest.approx(b["agreement"]["worst"]["max_abs_error"], abs=1e-6)
+        assert (tmp_path / "isolated" / "tiny_two_inputs").joinpath(*a["_dir"].split("tiny_two_inputs/")[1].split("/"), "job.json").exists()
+    assert "latency" in isolated[0] and isolated[0]["latency"]["n"] >= 5
+
+
+def test_repeats_run_k_processes_and_keep_each_ones_median(tmp_path):
+    assert main(["run", "tiny_cnn", "--output", str(tmp_path), "--engines", "onnxruntime-cpu,pytorch-cpu", "--repeats", "3", *FAST]) == 0
+    records = load_experiments(tmp_path)
+    assert len(records) == 2  # the per-process summaries under repeats/ are not experiments of their own
+    for record in records:
+        assert record["repeats"] == 3 and len(record["process_medians_ms"]) == 3
+        assert record["latency"]["n"] == sum(
+            json.loads((tmp_path / "tiny_cnn" / "16x16x3" / f"{record['engine']}__fp32__bs1" / "repeats" / str(k) / "summary.json").read_text())["latency"]["n"]
+            for k in range(3)
+        )  # fmt: skip
+        with open(f"{record['_dir']}/latencies.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        assert len(rows) == record["latency"]["n"] and {r["process"] for r in rows} == {"0", "1", "2"}
+    assert main(["run", "tiny_cnn", "--output", str(tmp_path / "x"), "--repeats", "2", "--in-process", *FAST]) == 2
+
+
+def test_artifact_cache_reuses_rebuilds_on_change_and_on_corruption(tmp_path):
+    builds = []
+
+    def build(path):
+        builds.append(path)
+        path.write_bytes(b"artifact" * 100)
+        return {"build_s": 1.5}
+
+    target = tmp_path / "model.onnx"
+    assert cached_build(target, {"weights": "a", "opset": 17}, build) == ({"build_s": 1.5}, False, "not cached")
+    assert cached_build(target, {"weights": "a", "opset": 17}, build) == ({"build_s": 1.5}, True, "reused from cache")
+    assert cached_build(target, {"weights": "b", "opset": 17}, build)[2] == "rebuilding: weights changed"
+    target.write_bytes(b"artifact")  # truncated
+    with pytest.warns(UserWarning, match="does not match its recorded hash"):
+        assert cached_build(target, {"weights": "b", "opset": 17}, build)[1] is False
+    assert len(builds) == 3 and is_current(target, {"weights": "b", "opset": 17}) == (True, "reused from cache")
+
+
+def test_export_cache_key_follows_the_weights(tmp_path):
+    """The same model again reuses its export; new weights (same config) re-export and are measured again."""
+    plugins = tmp_path / "plugins"
+    shutil.copytree(FIXTURE_MODELS / "tiny_cnn", plugins / "tiny_cnn")
+    out = tmp_path / "out"
+    args = ["run", "tiny_cnn", "--output", str(out), "--engines", "onnxruntime-cpu", "--models-dir", str(plugins), *FAST[2:]]
+    summary = out / "tiny_cnn" / "16x16x3" / "onnxruntime-cpu__fp32__bs1" / "summary.json"
+    assert main(args) == 0
+    meta = out / "tiny_cnn" / "cache" / "16x16x3" / "model.onnx.meta.json"
+    first = json.loads(meta.read_text())
+    assert main([*args, "--force"]) == 0
+    assert json.loads(meta.read_text()) == first and json.loads(summary.read_text())["export_from_cache"] is True
+    load = plugins / "tiny_cnn" / "load.py"
+    load.write_text(load.read_text().replace("torch.manual_seed(0)", "torch.manual_seed(1)"))
+    assert main(args) == 0  # no --force: the fingerprint changed with the weights
+    second = json.loads(meta.read_text())
+    assert second["settings"]["model_sha256"] != first["settings"]["model_sha256"]
+    assert json.loads(summary.read_text())["export_from_cache"] is False
