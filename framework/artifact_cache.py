@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -22,12 +23,22 @@ def settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
+_hashes: dict[tuple, str] = {}  # (path, size, mtime, inode) -> digest: a file checked once per process
+
+
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 of a file, hashed through mmap (no copies); remembered while the file is unchanged."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if key not in _hashes:
+        with path.open("rb") as handle:
+            if stat.st_size == 0:
+                _hashes[key] = hashlib.sha256().hexdigest()
+            else:
+                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    _hashes[key] = hashlib.sha256(mapped).hexdigest()
+    return _hashes[key]
 
 
 def meta_path(path: Path) -> Path:

@@ -119,7 +119,7 @@ def model_digest(module, config: ModelConfig) -> str:
     for name, tensor in module.state_dict().items():
         digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())  # buffer, no copy
     return digest.hexdigest()
 
 

@@ -24,7 +24,7 @@ from framework.artifact_cache import cached_build, file_sha256, settings_hash
 from framework.engines import ENGINES, PRECISIONS, ModelArtifacts, engine_availability, engine_class
 from framework.errors import DeployBenchError, EngineUnavailable, one_line
 from framework.export import export_onnx, export_settings, model_digest, onnx_size_mb
-from framework.isolation import run_in_child, write_shape_data
+from framework.isolation import run_in_child, start_fork_server, write_shape_data
 from framework.loader import make_batch
 from framework.locking import results_lock, sigterm_as_interrupt
 from framework.measure import Timing, time_cuda, time_host
@@ -119,6 +119,7 @@ class ShapeContext:
     setup_error: str | None = None
     references: dict[tuple[int, bool], dict] = field(default_factory=dict)  # (batch size, varied inputs) -> outputs
     model_digest: str | None = None  # weights and config: part of every cache key and result fingerprint
+    conversion_s: float = 0.0  # this run's time producing (or verifying cached) ONNX graphs
     loader_ref: dict | None = None  # how a child process finds the plugin class
 
 
@@ -145,6 +146,8 @@ def run_model(
     progress = Progress(len(shapes_list) * per_shape, report)
     records: list[dict] = []
     with results_lock(model_dir), sigterm_as_interrupt():
+        if settings.isolate:
+            start_fork_server()  # imports torch & co. while this process exports
         try:
             write_json(model_dir / "environment.json", environment.collect())
             for shapes in shapes_list:
@@ -306,6 +309,7 @@ def _prepare_shape(model, shapes, engines, settings, model_dir, report) -> Shape
             return {"export_s": result.seconds, "onnx_nodes": result.node_count, "onnx_size_mb": result.size_mb,
                     "exporter": result.exporter, "opset": result.opset, "export_max_abs_error": result.max_abs_error}  # fmt: skip
 
+        start = time.perf_counter()
         try:
             context.export, reused, why = cached_build(path, key, build)
             context.export = {**context.export, "export_from_cache": reused}
@@ -320,6 +324,7 @@ def _prepare_shape(model, shapes, engines, settings, model_dir, report) -> Shape
         except Exception as exc:
             context.export_error = one_line(exc)
             report(f"{model.name} {context.tag}: ONNX export failed: {context.export_error}")
+        context.conversion_s += time.perf_counter() - start
     return context
 
 
@@ -465,6 +470,7 @@ def _onnx_at_precision(context: ShapeContext, precision: str) -> bool:
         return True
     if precision not in context.precision_errors:
         target = context.artifacts.cache_dir / f"model_{precision}.onnx"
+        start = time.perf_counter()
         try:
             if precision != "fp16":
                 raise DeployBenchError(f"{precision} ONNX graphs are not produced yet (only fp32 and fp16)")
@@ -473,6 +479,8 @@ def _onnx_at_precision(context: ShapeContext, precision: str) -> bool:
             return True
         except Exception as exc:
             context.precision_errors[precision] = one_line(exc)
+        finally:
+            context.conversion_s += time.perf_counter() - start
     return False
 
 
