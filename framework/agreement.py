@@ -24,21 +24,47 @@ def compare_outputs(
         finite = bool(np.isfinite(b).all())
         diff = np.abs(a - b)
         norm = np.linalg.norm(a) * np.linalg.norm(b)
+        ref_norm = float(np.linalg.norm(a))
         per_output[name] = {
             "max_abs_error": float(diff.max()) if diff.size else 0.0,
             "mean_abs_error": float(diff.mean()) if diff.size else 0.0,
+            "relative_l2_error": float(np.linalg.norm(a - b) / ref_norm) if ref_norm > 0 else float(np.linalg.norm(b)),
             "share_close": float(np.isclose(b, a, rtol=rtol, atol=atol).mean()) if diff.size else 1.0,
             "cosine_similarity": float(a @ b / norm) if norm > 0 else float(np.array_equal(a, b)),
             "has_nan_or_inf": not finite,
         }
+        if ref.ndim == 2 and ref.shape[1] >= 2 and finite:  # class scores, one row per sample
+            per_output[name].update(top_k_agreement(ref, got))
     worst = {
         "max_abs_error": max(o["max_abs_error"] for o in per_output.values()),
         "mean_abs_error": max(o["mean_abs_error"] for o in per_output.values()),
         "share_close": min(o["share_close"] for o in per_output.values()),
         "cosine_similarity": min(o["cosine_similarity"] for o in per_output.values()),
+        "relative_l2_error": max(o["relative_l2_error"] for o in per_output.values()),
         "has_nan_or_inf": any(o["has_nan_or_inf"] for o in per_output.values()),
         "rtol": rtol,
         "atol": atol,
     }
     worst["all_close"] = worst["share_close"] == 1.0 and not worst["has_nan_or_inf"]
+    agreements = [o["top1_agreement"] for o in per_output.values() if "top1_agreement" in o]
+    worst["top1_agreement"] = min(agreements) if agreements else None
     return {"worst": worst, "outputs": per_output}
+
+
+def top_k_agreement(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -> dict:
+    """For class scores [samples, classes]: the share of samples whose top class is the same, and the seeds'
+    top-10 table. Row r (rank 1..k of the reference's ordering): the mean absolute error of the score at the
+    class the reference ranks r-th, and the share of samples whose r-th class differs between the two."""
+    k = min(k, reference.shape[1])
+    ref_order = np.argsort(-reference, axis=1, kind="stable")[:, :k]
+    cand_order = np.argsort(-candidate, axis=1, kind="stable")[:, :k]
+    ref_scores = np.take_along_axis(reference.astype(np.float64), ref_order, axis=1)
+    cand_scores = np.take_along_axis(candidate.astype(np.float64), ref_order, axis=1)
+    return {
+        "top1_agreement": float((ref_order[:, 0] == cand_order[:, 0]).mean()),
+        "top_k": [
+            {"rank": r + 1, "mean_abs_error": float(np.abs(ref_scores[:, r] - cand_scores[:, r]).mean()),
+             "disagreement": float((ref_order[:, r] != cand_order[:, r]).mean())}
+            for r in range(k)
+        ],
+    }  # fmt: skip

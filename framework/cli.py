@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-outliers", action="store_true", help="draw outliers in latency plots (default: NaN beyond 1.5 IQR)")
     run.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                      help="engine option, e.g. cuda_graph=true, channels_last=false, compile=max-autotune (repeatable)")  # fmt: skip
+    run.add_argument("--limit", type=int, default=None, help="accuracy on at most this many samples of the model's dataset (default: all)")
     run.add_argument("--repeats", type=int, default=1,
                      help="measure each experiment in K separate processes, alternating engines; compare then tests per-process medians")  # fmt: skip
     run.add_argument("--in-process", action="store_true", help="measure in this process instead of one child process per experiment (debugging)")
@@ -154,6 +155,7 @@ def _run(args) -> int:
         repeats=args.repeats,
         timeout_s=args.timeout,
         force=args.force,
+        accuracy_limit=args.limit,
     )
     records = run_model(model, shapes_list, settings, report=(lambda _: None) if args.quiet else print)
     failed = [r for r in records if r["status"] == "failed"]

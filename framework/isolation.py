@@ -49,9 +49,11 @@ def start_fork_server() -> multiprocessing.context.BaseContext:
     return _context
 
 
-def write_shape_data(path: Path, inputs: list[np.ndarray], reference: dict, varied_reference: dict) -> Path:
-    """Inputs (batch of one) and the reference outputs of one batch size, for the children to share."""
+def write_shape_data(path: Path, inputs: list[np.ndarray], reference: dict, varied_reference: dict, dataset_reference: dict) -> Path:
+    """Inputs (batch of one), the reference outputs of one batch size and over the dataset (if any), for the
+    children to share."""
     arrays = {f"input:{i}": x for i, x in enumerate(inputs)}
+    arrays.update({f"dataset_reference:{k}": v for k, v in dataset_reference.items()})
     arrays.update({f"reference:{k}": v for k, v in reference.items()})
     arrays.update({f"varied_reference:{k}": v for k, v in varied_reference.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,9 +140,11 @@ def context_from_job(job: dict):
         inputs = [data[f"input:{i}"] for i in range(len(config.inputs))]
         reference = {n: data[f"reference:{n}"] for n in config.output_names}
         varied = {n: data[f"varied_reference:{n}"] for n in config.output_names}
+        dataset_reference = {n: data[f"dataset_reference:{n}"] for n in config.output_names} if job.get("has_dataset") else None
     batch = job["batch_size"]
-    return ShapeContext(model=job["model"], tag=job["tag"], shapes=shapes, artifacts=artifacts, inputs=inputs,
-                        references={(batch, False): reference, (batch, True): varied})  # fmt: skip
+    dataset = _loader_class(job["loader"])(config, shapes).load_dataset() if job.get("has_dataset") else None
+    return ShapeContext(model=job["model"], tag=job["tag"], shapes=shapes, artifacts=artifacts, inputs=inputs, dataset=dataset,
+                        dataset_reference=dataset_reference, references={(batch, False): reference, (batch, True): varied})  # fmt: skip
 
 
 def _child_entry(job_path: str, log_path: str, environ: dict) -> None:

@@ -39,6 +39,17 @@ class ModelLoader:
                 arrays.append(rng.integers(0, 100, shape).astype(spec.dtype))
         return arrays
 
+    def load_dataset(self) -> tuple[list[np.ndarray], np.ndarray] | None:
+        """Optional labelled data for accuracy: ``(inputs, labels)``, one runtime-ready array per input with the
+        samples stacked along the config's batch axis, and integer class labels of shape (N,). The first
+        output is read as class scores. None (the default): no accuracy, only agreement with PyTorch."""
+        return None
+
+    def load_calibration_data(self) -> list[np.ndarray] | None:
+        """Samples for int8 calibration, shaped like ``load_dataset()``'s inputs; keep them apart from the
+        accuracy set. None (the default): the dataset's first 64 samples, else the example inputs."""
+        return None
+
     def preprocess(self, example_inputs: list[np.ndarray]) -> list[np.ndarray]:
         """Turn example inputs into runtime tensors (batch of one). Default: see ``default_preprocess``."""
         return [default_preprocess(x, spec) for x, spec in zip(example_inputs, self.config.inputs)]
@@ -96,3 +107,9 @@ def make_batch(tensor: np.ndarray, spec: InputSpec, batch_size: int) -> np.ndarr
     if fixed != -1 and fixed != batch_size:
         raise DeployBenchError(f"input {spec.name!r}: runtime fixes batch_size to {fixed}; batch size {batch_size} cannot run")
     return np.ascontiguousarray(np.repeat(tensor, batch_size, axis=axis))
+
+
+def take_samples(array: np.ndarray, spec: InputSpec, start: int, stop: int) -> np.ndarray:
+    """Samples ``start:stop`` of a dataset array stacked along the input's batch axis (axis 0 if it has none)."""
+    axis = spec.batch_axis if spec.batch_axis is not None else 0
+    return np.ascontiguousarray(np.take(array, np.arange(start, stop), axis=axis))

@@ -26,7 +26,8 @@ SUMMARY_COLUMNS = [
     "invalid_reasons", "warnings", "n", "timed_region_s", "mean_ms", "std_ms", "cv", "min_ms", "median_ms",
     "median_ci99_low_ms", "median_ci99_high_ms", "iqr_ms", "mad_ms", "tukey_outliers", "p90_ms", "p95_ms", "p99_ms", "max_ms",
     "throughput_items_per_s", "model_median_ms", "model_mean_ms", "model_p99_ms", "model_throughput_items_per_s",
-    "max_abs_error", "cosine_similarity", "all_close",
+    "max_abs_error", "relative_l2_error", "cosine_similarity", "all_close", "top1_agreement",
+    "accuracy_top1", "accuracy_top5", "accuracy_samples",
     "model_size_mb", "parameters", "onnx_nodes", "export_s", "load_s", "build_s", "first_inference_ms",
 ]  # fmt: skip
 REPEATS_DIR = "repeats"  # <experiment>/repeats/<k>/: the raw files of each process of a --repeats run
@@ -130,8 +131,13 @@ def flat_row(record: dict) -> dict:
     latency = record.get("latency") or {}
     agreement = (record.get("agreement") or {}).get("worst") or {}
     model = {f"model_{k}": v for k, v in (record.get("latency_model") or {}).items()}
-    row = {**record, **latency, **model, **{k: agreement.get(k) for k in ("max_abs_error", "cosine_similarity", "all_close")}}
+    accuracy = {f"accuracy_{k}": v for k, v in (record.get("accuracy") or {}).items()}
+    on_dataset = ((record.get("dataset_agreement") or {}).get("worst") or {}).get("top1_agreement")
+    keys = ("max_abs_error", "relative_l2_error", "cosine_similarity", "all_close", "top1_agreement")
+    row = {**record, **latency, **model, **accuracy, **{k: agreement.get(k) for k in keys}}
     row["shape"] = record.get("shape_tag")
+    if on_dataset is not None:  # agreement over the whole dataset says more than over one measured batch
+        row["top1_agreement"] = on_dataset
     for key in ("invalid_reasons", "warnings"):
         row[key] = "; ".join(record.get(key) or [])
     return {column: row.get(column) for column in SUMMARY_COLUMNS}
@@ -139,13 +145,14 @@ def flat_row(record: dict) -> dict:
 
 def write_model_tables(model_dir: Path) -> list[dict]:
     """Rebuild summary.csv and summary.md from the experiments on disk; return the flat rows."""
-    rows = [flat_row(r) for r in load_experiments(model_dir)]
+    records = load_experiments(model_dir)
+    rows = [flat_row(r) for r in records]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(model_dir / "summary.csv", buffer.getvalue())
-    write_atomic(model_dir / "summary.md", markdown_table(rows))
+    write_atomic(model_dir / "summary.md", markdown_table(rows) + top_k_tables(records))
     return rows
 
 
@@ -160,8 +167,9 @@ def markdown_table(rows: list[dict]) -> str:
             f"## shape {shape}",
             "",
             "| engine | precision | batch | status | median ms (99% CI) | mean ms | CV | p99 ms | max ms | items/s "
-            "| model-only median ms | model-only items/s | max abs err | size MB | build s | first inference ms |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| model-only median ms | model-only items/s | max abs err | top-1 agreement | top-1 / top-5 accuracy "
+            "| size MB | build s | first inference ms |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in rows if r["shape"] == shape):
             if r["status"] != "ok":
@@ -176,11 +184,44 @@ def markdown_table(rows: list[dict]) -> str:
                 f"{_fmt(r['mean_ms'])} | {_fmt(r['cv'] * 100 if r['cv'] is not None else None, 1)}% | {_fmt(r['p99_ms'])} | "
                 f"{_fmt(r['max_ms'])} | {_fmt(r['throughput_items_per_s'], 1)} | "
                 f"{_fmt(r['model_median_ms'])} | {_fmt(r['model_throughput_items_per_s'], 1)} | "
-                f"{_fmt(r['max_abs_error'], sci=True)} | {_fmt(r['model_size_mb'], 1)} | {_fmt(r['build_s'], 2)} | "
+                f"{_fmt(r['max_abs_error'], sci=True)} | {_pct(r['top1_agreement'])} | {_accuracy(r)} | "
+                f"{_fmt(r['model_size_mb'], 1)} | {_fmt(r['build_s'], 2)} | "
                 f"{_fmt(r['first_inference_ms'], 1)} |"
             )
         out.append("")
     return "\n".join(out) + "\n"
+
+
+def top_k_tables(records: list[dict]) -> str:
+    """The seeds' top-10 table, per shape, for models with a dataset: by rank of the PyTorch fp32 ordering,
+    the share of samples whose class at that rank differs, and the mean absolute error of that class's score."""
+    out = []
+    for shape in sorted({r["shape_tag"] for r in records}):
+        rows = []
+        for r in records:
+            outputs = ((r.get("dataset_agreement") or {}).get("outputs") or {}) if r["shape_tag"] == shape else {}
+            table = next((o["top_k"] for o in outputs.values() if "top_k" in o), None)
+            if table:
+                cells = " | ".join(f"{t['disagreement']:.1%} ({t['mean_abs_error']:.2g})" for t in table)
+                rows.append(f"| {r['engine']} | {r['precision']} | {r['batch_size']} | {cells} |")
+        if rows:
+            ranks = len(rows[0].split("|")) - 5
+            out += [f"## shape {shape}: agreement with PyTorch fp32 by rank, over the dataset", "",
+                    "Per rank of PyTorch fp32's class ordering: share of samples whose class at that rank differs "
+                    "(mean absolute error of that class's score).", "",
+                    "| engine | precision | batch | " + " | ".join(f"rank {k}" for k in range(1, ranks + 1)) + " |",
+                    "|---|---|---|" + "---|" * ranks, *rows, ""]  # fmt: skip
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None or value == "" else f"{value:.1%}"
+
+
+def _accuracy(row: dict) -> str:
+    if row["accuracy_top1"] is None:
+        return "n/a"
+    return f"{row['accuracy_top1']:.1%} / {row['accuracy_top5']:.1%} (n={row['accuracy_samples']})"
 
 
 def _fmt(value, digits: int = 3, sci: bool = False) -> str:

@@ -25,10 +25,19 @@ from framework.engines import ENGINES, PRECISIONS, ModelArtifacts, engine_availa
 from framework.errors import DeployBenchError, EngineUnavailable, one_line
 from framework.export import export_onnx, export_settings, model_digest, onnx_size_mb
 from framework.isolation import run_in_child, start_fork_server, write_shape_data
-from framework.loader import make_batch
+from framework.accuracy import evaluate
+from framework.loader import make_batch, take_samples
 from framework.locking import results_lock, sigterm_as_interrupt
 from framework.measure import Timing, time_cuda, time_host
-from framework.precision import convert_to_fp16, fp16_settings
+from framework.precision import (
+    INT8_VARIANTS,
+    calibration_batches,
+    calibration_digest,
+    convert_to_fp16,
+    fp16_settings,
+    int8_settings,
+    quantize_int8,
+)
 from framework.plots import plot_model
 from framework.registry import RegisteredModel
 from framework.results import (
@@ -63,14 +72,17 @@ class SweepSettings:
     repeats: int = 1  # measure each experiment in this many processes, alternating engines
     timeout_s: float = 1800.0  # per experiment (per process) when isolated
     force: bool = False  # re-measure experiments an earlier run already finished
+    accuracy_limit: int | None = None  # evaluate accuracy on at most this many dataset samples
+    calibration_samples: int = 64  # int8 calibration: this many of the dataset's samples when the loader has no own set
 
     def child_settings(self) -> dict:
         """What a child process needs to measure one experiment as this sweep would."""
-        return {k: getattr(self, k) for k in ("iterations", "warmup", "min_duration", "warmup_duration", "engine_options")}
+        keys = ("iterations", "warmup", "min_duration", "warmup_duration", "engine_options", "accuracy_limit")
+        return {k: getattr(self, k) for k in keys}
 
     def fingerprint(self, context: "ShapeContext", batch_size: int) -> str:
         """Everything that changes an experiment's figures: a finished experiment is resumed only if it matches."""
-        keys = ("iterations", "warmup", "min_duration", "warmup_duration", "exporter", "engine_options", "repeats")
+        keys = ("iterations", "warmup", "min_duration", "warmup_duration", "exporter", "engine_options", "repeats", "accuracy_limit")
         return settings_hash({**{k: getattr(self, k) for k in keys}, "model": context.model_digest, "shapes": context.shapes,
                               "batch_size": batch_size})  # fmt: skip
 
@@ -120,6 +132,9 @@ class ShapeContext:
     references: dict[tuple[int, bool], dict] = field(default_factory=dict)  # (batch size, varied inputs) -> outputs
     model_digest: str | None = None  # weights and config: part of every cache key and result fingerprint
     conversion_s: float = 0.0  # this run's time producing (or verifying cached) ONNX graphs
+    dataset: tuple[list[np.ndarray], np.ndarray] | None = None  # the loader's labelled data, for accuracy
+    calibration: list[np.ndarray] | None = None  # int8 calibration samples
+    dataset_reference: dict[str, np.ndarray] | None = None  # PyTorch fp32 outputs over the dataset
     loader_ref: dict | None = None  # how a child process finds the plugin class
 
 
@@ -224,8 +239,9 @@ def _measure(context: ShapeContext, engine_name: str, precision: str, batch_size
     if (batch_size, "data_file") not in context.references:  # written once per run, for every child of this batch
         try:
             batch = _batch_inputs(context, batch_size)
+            dataset_reference = _dataset_reference(context, settings.accuracy_limit) if context.dataset is not None else {}
             write_shape_data(data_file, context.inputs, _reference(context, batch_size, batch),
-                             _reference(context, batch_size, varied_inputs(batch), varied=True))  # fmt: skip
+                             _reference(context, batch_size, varied_inputs(batch), varied=True), dataset_reference)  # fmt: skip
         except Exception as exc:  # e.g. a batch size the model cannot take: this experiment fails, the sweep goes on
             record.update(status="failed", reason=one_line(exc), traceback=traceback.format_exc(limit=8))
             save_experiment(directory, record)
@@ -236,7 +252,7 @@ def _measure(context: ShapeContext, engine_name: str, precision: str, batch_size
         "config_path": str(context.artifacts.config.path), "loader": context.loader_ref,
         "onnx_paths": {k: str(v) for k, v in context.artifacts.onnx_paths.items()}, "cache_dir": str(context.artifacts.cache_dir),
         "data_file": str(data_file), "engine": engine_name, "precision": precision, "batch_size": batch_size,
-        "settings": settings.child_settings(), "record": record,
+        "settings": settings.child_settings(), "record": record, "has_dataset": context.dataset is not None,
     }  # fmt: skip
     result, failure = run_in_child(job, directory, settings.timeout_s)
     if failure:  # the child died or timed out before saving a record
@@ -294,6 +310,8 @@ def _prepare_shape(model, shapes, engines, settings, model_dir, report) -> Shape
         context.load_s = time.perf_counter() - start
         context.parameters = sum(p.numel() for p in module.parameters())
         context.model_digest = model_digest(module, loader.config)
+        context.dataset = loader.load_dataset()
+        context.calibration = _calibration_samples(loader, context, settings.calibration_samples)
         cache_dir = model_dir / "cache" / safe_component(context.tag)
         context.artifacts = ModelArtifacts(config=loader.config, module=module, cache_dir=cache_dir)
     except Exception as exc:
@@ -326,6 +344,14 @@ def _prepare_shape(model, shapes, engines, settings, model_dir, report) -> Shape
             report(f"{model.name} {context.tag}: ONNX export failed: {context.export_error}")
         context.conversion_s += time.perf_counter() - start
     return context
+
+
+def _calibration_samples(loader, context: ShapeContext, limit: int) -> list[np.ndarray]:
+    """The loader's own calibration set, else the dataset's first ``limit`` samples, else the example inputs."""
+    samples = loader.load_calibration_data()
+    if samples is None and context.dataset is not None:
+        samples = [take_samples(x, spec, 0, min(limit, len(context.dataset[1]))) for spec, x in zip(loader.config.inputs, context.dataset[0])]
+    return samples if samples is not None else context.inputs
 
 
 def base_record(context: ShapeContext, engine_name: str, precision: str, batch_size: int, settings: SweepSettings) -> dict:
@@ -362,8 +388,8 @@ def blocked_reason(context: ShapeContext, engine_name: str, precision: str, reco
         status, reason = "failed", f"preparing the model failed: {context.setup_error}"
     elif cls.needs_onnx and "fp32" not in context.artifacts.onnx_paths:
         status, reason = "failed", f"no ONNX file: {context.export_error}"
-    elif cls.needs_onnx and not _onnx_at_precision(context, precision):
-        status, reason = "failed", f"no {precision} ONNX graph: {context.precision_errors[precision]}"
+    elif cls.needs_onnx and not _onnx_at_precision(context, cls.graph_for(precision)):
+        status, reason = "failed", f"no {precision} ONNX graph: {context.precision_errors[cls.graph_for(precision)]}"
     else:
         return False
     record.update(status=status, reason=reason)
@@ -391,7 +417,7 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         engine.load()
         record["build_s"] = time.perf_counter() - start
         record["model_size_mb"] = (
-            onnx_size_mb(context.artifacts.onnx_for(precision)) if cls.needs_onnx else _module_size_mb(context.artifacts.get_module())
+            onnx_size_mb(context.artifacts.onnx_for(cls.graph_for(precision))) if cls.needs_onnx else _module_size_mb(context.artifacts.get_module())
         )
         start = time.perf_counter()
         first_outputs = engine.infer(inputs)
@@ -411,6 +437,9 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
             record["latencies_model_ns"] = model_timing.latencies_ns
         varied = varied_inputs(inputs)
         record["agreement_after_timing"] = compare_outputs(_reference(context, batch_size, varied, varied=True), engine.infer(varied))
+        if context.dataset is not None:
+            record["accuracy"], outputs = evaluate(engine.infer, context.artifacts.config, context.dataset, batch_size, settings.accuracy_limit)
+            record["dataset_agreement"] = compare_outputs(_dataset_reference(context, settings.accuracy_limit), outputs)
         record["engine_settings"] = engine.describe()
         enqueue = model_timing.enqueue_ns if model_timing and cls.device_step_returns_early else None
         label(record, settings.iterations, settings.min_duration, enqueue)
@@ -452,33 +481,46 @@ def _reference(context: ShapeContext, batch_size: int, inputs: dict[str, np.ndar
     """PyTorch fp32 on the CPU for this batch: the yardstick every engine is compared with. Computed once."""
     key = (batch_size, varied)
     if key not in context.references:
-        import torch
+        from framework.torch_outputs import reference_outputs
 
-        from framework.torch_outputs import named_outputs
-
-        module = context.artifacts.get_module()
-        with torch.inference_mode():
-            result = module(*(torch.from_numpy(inputs[n]) for n in context.artifacts.config.input_names))
-        context.references[key] = named_outputs(result, context.artifacts.config.output_names)
+        context.references[key] = reference_outputs(context.artifacts.get_module(), context.artifacts.config, inputs)
     return context.references[key]
 
 
-def _onnx_at_precision(context: ShapeContext, precision: str) -> bool:
-    """Make the ONNX graph of ``precision`` from the fp32 export, once per shape; False (reason kept) if it fails."""
+def _dataset_reference(context: ShapeContext, limit: int | None) -> dict[str, np.ndarray]:
+    """PyTorch fp32 outputs over the dataset (what every engine's dataset outputs are compared with). Once."""
+    if context.dataset_reference is None:
+        from framework.torch_outputs import reference_outputs
+
+        config = context.artifacts.config
+        context.dataset_reference = evaluate(lambda feed: reference_outputs(context.artifacts.get_module(), config, feed),
+                                             config, context.dataset, 64, limit)[1]  # fmt: skip
+    return context.dataset_reference
+
+
+def _onnx_at_precision(context: ShapeContext, graph: str) -> bool:
+    """Make the ONNX graph ``graph`` (fp16, int8, int8_symmetric) from the fp32 export, once per shape, or
+    reuse the cached one; False (reason kept) if it fails."""
     paths = context.artifacts.onnx_paths
-    if precision in paths:
+    if graph in paths:
         return True
-    if precision not in context.precision_errors:
-        target = context.artifacts.cache_dir / f"model_{precision}.onnx"
+    if graph not in context.precision_errors:
+        source, target = paths["fp32"], context.artifacts.cache_dir / f"model_{graph}.onnx"
         start = time.perf_counter()
         try:
-            if precision != "fp16":
-                raise DeployBenchError(f"{precision} ONNX graphs are not produced yet (only fp32 and fp16)")
-            cached_build(target, fp16_settings(file_sha256(paths["fp32"])), lambda path: {"convert_s": convert_to_fp16(paths["fp32"], path)})
-            paths[precision] = target
+            if graph == "fp16":
+                cached_build(target, fp16_settings(file_sha256(source)), lambda path: {"convert_s": convert_to_fp16(source, path)})
+            elif graph in INT8_VARIANTS:
+                specs = context.artifacts.config.inputs
+                batches = calibration_batches(context.calibration, specs, INT8_VARIANTS[graph]["calibration_batch"])
+                key = int8_settings(file_sha256(source), calibration_digest(batches), graph)
+                cached_build(target, key, lambda path: {"quantize_s": quantize_int8(source, path, batches, graph)})
+            else:
+                raise DeployBenchError(f"no recipe for a {graph} ONNX graph")
+            paths[graph] = target
             return True
         except Exception as exc:
-            context.precision_errors[precision] = one_line(exc)
+            context.precision_errors[graph] = one_line(exc)
         finally:
             context.conversion_s += time.perf_counter() - start
     return False

@@ -55,3 +55,12 @@ def numpy_dtype(dtype) -> np.dtype:
     import torch
 
     return torch.empty((), dtype=dtype).numpy().dtype
+
+
+def reference_outputs(module, config, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The module's outputs on named numpy inputs, on the CPU without autograd: the fp32 yardstick."""
+    import torch
+
+    with torch.inference_mode():
+        result = module(*(torch.from_numpy(feed[n]) for n in config.input_names))
+    return named_outputs(result, config.output_names)

@@ -55,6 +55,8 @@ class Engine(ABC):
     runtime: ClassVar[str]  # library family: pytorch, onnxruntime, tensorrt
     device: ClassVar[str]  # cpu or cuda: decides which plot an engine lands in
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    # The ONNX graph a precision runs, where it is not the precision's own (see precision.INT8_VARIANTS).
+    graphs: ClassVar[dict[str, str]] = {}
     needs_onnx: ClassVar[bool] = False
     options: ClassVar[dict[str, object]] = {}  # option name -> default; set with --option NAME=VALUE
     # Whether the device step returns before the GPU has finished. Only then is the host time of the call
@@ -66,6 +68,15 @@ class Engine(ABC):
         self.config = artifacts.config
         self.precision = precision
         self.settings = {**type(self).options, **{k: v for k, v in (options or {}).items() if k in type(self).options}}
+
+    @classmethod
+    def graph_for(cls, precision: str) -> str:
+        return cls.graphs.get(precision, precision)
+
+    @property
+    def onnx_path(self) -> Path:
+        """The ONNX graph this engine runs at its precision."""
+        return self.artifacts.onnx_for(self.graph_for(self.precision))
 
     @classmethod
     def availability(cls) -> str | None:

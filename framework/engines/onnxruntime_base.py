@@ -70,7 +70,7 @@ class OnnxRuntimeEngine(Engine):
         return options
 
     def load(self) -> None:
-        self.session = create_verified_session(self.artifacts.onnx_for(self.precision), self.provider_list(), self.session_options())
+        self.session = create_verified_session(self.onnx_path, self.provider_list(), self.session_options())
         self.output_names = self.config.output_names
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

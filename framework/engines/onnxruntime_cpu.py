@@ -9,6 +9,7 @@ class OnnxRuntimeCPUEngine(OnnxRuntimeEngine):
     name = "onnxruntime-cpu"
     device = "cpu"
     provider = "CPUExecutionProvider"
+    precisions = ("fp32", "fp16", "int8")  # fp16 runs, mostly through casts: kept to show what it costs on a CPU
 
     def describe(self) -> dict:
         threads = self.session.get_session_options().intra_op_num_threads

@@ -45,7 +45,7 @@ class OnnxRuntimeCUDAEngine(OnnxRuntimeEngine):
         self.torch = torch
         self.stream = torch.cuda.Stream()
         self.session = create_verified_session(
-            self.artifacts.onnx_for(self.precision), [(self.provider, self.provider_options())], self.session_options()
+            self.onnx_path, [(self.provider, self.provider_options())], self.session_options()
         )
         self.output_names = self.config.output_names
 

@@ -21,6 +21,8 @@ TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so")
 class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
     name = "onnxruntime-tensorrt"
     provider = "TensorrtExecutionProvider"
+    precisions = ("fp32", "fp16", "int8")
+    graphs = {"int8": "int8_symmetric"}  # TensorRT's explicit quantization takes symmetric int8 only
     options = {"workspace_mb": 0, "cuda_graph": False, "prefer_nhwc": True}
 
     @classmethod
@@ -59,7 +61,7 @@ class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
         if self.settings["workspace_mb"]:
             trt_options["trt_max_workspace_size"] = str(int(self.settings["workspace_mb"]) << 20)
         providers = [(self.provider, trt_options), ("CUDAExecutionProvider", self.provider_options())]
-        self.session = create_verified_session(self.artifacts.onnx_for(self.precision), providers, self.session_options())
+        self.session = create_verified_session(self.onnx_path, providers, self.session_options())
         self.output_names = self.config.output_names
 
     def _binding_for(self, inputs):

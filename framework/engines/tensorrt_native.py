@@ -50,7 +50,8 @@ class TensorRTEngine(Engine):
     runtime = "tensorrt"
     device = "cuda"
     needs_onnx = True
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
+    graphs = {"int8": "int8_symmetric"}  # explicit quantization (QDQ) takes symmetric int8 only
     options = {"workspace_mb": 0, "module": ""}
 
     @classmethod
@@ -68,7 +69,7 @@ class TensorRTEngine(Engine):
         self.trt = trt = import_tensorrt(self.settings["module"])
         self.torch = torch
         self.logger = trt.Logger(trt.Logger.WARNING)
-        onnx_path = self.artifacts.onnx_for(self.precision)
+        onnx_path = self.onnx_path
         cache = self.artifacts.cache_dir
         cache.mkdir(parents=True, exist_ok=True)
         self.plan_path = cache / f"tensorrt_{self.precision}.plan"
