@@ -129,7 +129,7 @@ def measure_row(model, module, row, args) -> dict:
     framework, reference, last = [], [], None
     output = args.output / ("cuda_graph" if graph else "default")
     for _ in range(repeats):
-        settings = SweepSettings(engines=[engine], precisions=[precision], batch_sizes=[batch], iterations=args.iterations,
+        settings = SweepSettings(force=True, engines=[engine], precisions=[precision], batch_sizes=[batch], iterations=args.iterations,
                                  warmup=args.warmup, output=output, engine_options={"cuda_graph": True} if graph else {})  # fmt: skip
         (last,) = run_model(model, [None], settings, report=lambda _: None)
         if last["status"] != "ok":

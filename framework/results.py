@@ -63,7 +63,8 @@ def write_json(path: Path, data: dict) -> None:
 def write_latencies(
     path: Path, latencies_ns: list[int], model_latencies_ns: list[int] | None = None, processes: list[int] | None = None
 ) -> None:
-    """``latency_ms`` is latency-all (host clock); GPU engines add ``latency_model_ms`` (CUDA events);
+    """``latency_ms`` is latency-all (host clock); GPU engines add ``latency_model_ms`` (CUDA events), a
+    separate timed loop whose sample count may differ (the shorter column ends with empty cells);
     ``--repeats`` runs add ``process``, the repeat (child process) each sample came from."""
     columns = [("latency_ms", [f"{ns / 1e6:.6f}" for ns in latencies_ns])]
     if model_latencies_ns is not None:
@@ -71,7 +72,8 @@ def write_latencies(
     if processes is not None:
         columns.append(("process", [str(p) for p in processes]))
     lines = [",".join(["iteration"] + [name for name, _ in columns])]
-    lines += [",".join([str(i)] + [values[i] for _, values in columns]) for i in range(len(latencies_ns))]
+    rows = max(len(values) for _, values in columns)
+    lines += [",".join([str(i)] + [values[i] if i < len(values) else "" for _, values in columns]) for i in range(rows)]
     write_atomic(path, "\n".join(lines) + "\n")
 
 
@@ -97,7 +99,7 @@ def read_record(directory: Path) -> dict | None:
 
 def read_latencies_ms(path: Path, column: str = "latency_ms") -> list[float]:
     with path.open() as handle:
-        return [float(row[column]) for row in csv.DictReader(handle)]
+        return [float(row[column]) for row in csv.DictReader(handle) if row[column] not in ("", None)]
 
 
 def is_complete(directory: Path, fingerprint: str) -> dict | None:

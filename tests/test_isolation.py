@@ -78,3 +78,14 @@ def test_export_cache_key_follows_the_weights(tmp_path):
     second = json.loads(meta.read_text())
     assert second["settings"]["model_sha256"] != first["settings"]["model_sha256"]
     assert json.loads(summary.read_text())["export_from_cache"] is False
+
+
+def test_latency_columns_of_different_lengths_are_all_kept(tmp_path):
+    """GPU engines time latency-all and latency-model in two loops whose sample counts differ."""
+    from framework.results import read_latencies_ms, write_latencies
+
+    path = tmp_path / "latencies.csv"
+    write_latencies(path, [1_000_000, 2_000_000, 3_000_000], [500_000])
+    assert read_latencies_ms(path) == [1.0, 2.0, 3.0] and read_latencies_ms(path, "latency_model_ms") == [0.5]
+    write_latencies(path, [1_000_000], [500_000, 600_000])
+    assert read_latencies_ms(path) == [1.0] and read_latencies_ms(path, "latency_model_ms") == [0.5, 0.6]
