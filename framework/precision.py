@@ -58,6 +58,7 @@ INT8_DEFAULTS = {
     "activation_type": "QUInt8",  # uint8 activations: the fast path of ONNX Runtime CPU's VNNI kernels (u8s8)
     "weight_type": "QInt8",
     "activation_symmetric": False,
+    "quantize_bias": True,
     "calibrate_method": "MinMax",
     "calibration_batch": 8,
 }
@@ -65,7 +66,8 @@ INT8_DEFAULTS = {
 # fastest; TensorRT's explicit quantization takes only symmetric int8.
 INT8_VARIANTS = {
     "int8": INT8_DEFAULTS,
-    "int8_symmetric": {**INT8_DEFAULTS, "activation_type": "QInt8", "activation_symmetric": True},
+    # TensorRT also refuses int32 biases (DequantizeLinear takes 8-bit or smaller inputs): biases stay float.
+    "int8_symmetric": {**INT8_DEFAULTS, "activation_type": "QInt8", "activation_symmetric": True, "quantize_bias": False},
 }
 
 
@@ -141,7 +143,8 @@ def quantize_int8(src: Path, dst: Path, batches: list[dict[str, np.ndarray]], va
                 str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"],
                 activation_type=getattr(QuantType, settings["activation_type"]), weight_type=getattr(QuantType, settings["weight_type"]),
                 calibrate_method=getattr(CalibrationMethod, settings["calibrate_method"]),
-                extra_options={"ActivationSymmetric": settings["activation_symmetric"], "WeightSymmetric": True},
+                extra_options={"ActivationSymmetric": settings["activation_symmetric"], "WeightSymmetric": True,
+                               "QuantizeBias": settings["quantize_bias"]},
             )  # fmt: skip
         tmp.replace(dst)
     finally:
