@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-outliers", action="store_true", help="draw outliers in latency plots (default: NaN beyond 1.5 IQR)")
     run.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                      help="engine option, e.g. cuda_graph=true, channels_last=false, compile=max-autotune (repeatable)")  # fmt: skip
+    run.add_argument("--sample-interval-ms", type=float, default=20.0,
+                     help="resource sampler period during the timed loops: RSS, CPU %%, and GPU memory/utilisation/clocks via NVML (0: off)")  # fmt: skip
     run.add_argument("--limit", type=int, default=None, help="accuracy on at most this many samples of the model's dataset (default: all)")
     run.add_argument("--repeats", type=int, default=1,
                      help="measure each experiment in K separate processes, alternating engines; compare then tests per-process medians")  # fmt: skip
@@ -56,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
 
     sub.add_parser("list", parents=[common], help="models found, and which engines this machine can run")
+
+    for name, text in (("report", "rebuild summary tables, plots, report.md and report.html from saved results"),
+                       ("plot", "rebuild the plots from saved results")):  # fmt: skip
+        rebuild = sub.add_parser(name, help=text)
+        rebuild.add_argument("model", help="model name: its results are in OUTPUT/<model>")
+        rebuild.add_argument("--output", type=Path, default=Path("measurements_results"), help="results folder")
+        rebuild.add_argument("--keep-outliers", action="store_true", help="draw outliers in latency plots")
 
     cmp = sub.add_parser("compare", help="compare two result folders: faster, slower or no significant difference")
     cmp.add_argument("results_a", type=Path)
@@ -72,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command in ("report", "plot"):
+            return _rebuild(args)
         return _run(args)
     except DeployBenchError as exc:
         print(f"deploybench: error: {exc}", file=sys.stderr)
@@ -112,6 +123,24 @@ def _list(args) -> int:
     for name in ENGINES:
         reason = engine_availability(name)
         print(f"  {name:24s} {'available' if reason is None else 'unavailable: ' + reason}")
+    return 0
+
+
+def _rebuild(args) -> int:
+    """Everything a run draws and tabulates, again, from the files it saved: nothing is measured."""
+    from framework.plots import plot_model
+    from framework.report import write_report
+    from framework.results import load_experiments, safe_component, write_model_tables
+
+    model_dir = args.output / safe_component(args.model)
+    if not load_experiments(model_dir) if model_dir.is_dir() else True:
+        raise DeployBenchError(f"no saved experiments in {model_dir}; run `deploybench run {args.model}` first")
+    plots = plot_model(model_dir, keep_outliers=args.keep_outliers)
+    print(f"plots: {len(plots)} in {model_dir / 'plots'}")
+    if args.command == "report":
+        write_model_tables(model_dir)
+        for path in write_report(model_dir):
+            print(f"report: {path}")
     return 0
 
 
@@ -156,6 +185,7 @@ def _run(args) -> int:
         timeout_s=args.timeout,
         force=args.force,
         accuracy_limit=args.limit,
+        sample_interval_s=args.sample_interval_ms / 1000,
     )
     records = run_model(model, shapes_list, settings, report=(lambda _: None) if args.quiet else print)
     failed = [r for r in records if r["status"] == "failed"]

@@ -22,6 +22,7 @@ class Timing:
     warmup: int  # warm-up iterations actually run
     clock: str  # "perf_counter_ns" or "cuda_events"
     enqueue_ns: tuple[int, ...] | None = None  # GPU: host time spent issuing each iteration's work
+    started_ns: int = 0  # the clock when the timed region began (resource timelines are aligned on it)
 
 
 def time_host(
@@ -43,7 +44,7 @@ def time_host(
         step()
         record(clock() - t0)
     elapsed = clock() - start
-    return Timing(tuple(samples), elapsed, warmed, "perf_counter_ns")
+    return Timing(tuple(samples), elapsed, warmed, "perf_counter_ns", started_ns=start)
 
 
 def _warm_up(step, warmup: int, warmup_duration_s: float, clock) -> int:
@@ -86,4 +87,4 @@ def time_cuda(
             pairs.append((start, end))
         elapsed = clock() - begin
     samples = tuple(int(round(s.elapsed_time(e) * 1e6)) for s, e in pairs)
-    return Timing(samples, elapsed, warmed, "cuda_events", tuple(enqueue))
+    return Timing(samples, elapsed, warmed, "cuda_events", tuple(enqueue), started_ns=begin)

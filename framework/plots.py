@@ -1,9 +1,15 @@
-"""Latency pictures, drawn from the raw data on disk so they can be rebuilt without measuring again.
+"""Every picture of a model, drawn from the raw data on disk so it can be rebuilt without measuring again.
 
-``<device>_time_measurements.jpg`` per shape: one row per batch size; on the left every timed iteration in
-order (drift and hiccups show), on the right the distribution per engine and precision. Outliers are
-replaced by NaN by default: points beyond Tukey's fences (1.5 IQR outside the quartiles) that are also more
-than 5% from the median; the title says how many were hidden; ``keep_outliers=True`` draws them.
+Written to ``<model>/plots/<shape>/``:
+- ``cpu_time_measurements.jpg`` / ``cuda_time_measurements.jpg`` (here): one row per batch size; on the
+  left every timed iteration in order (drift and hiccups show), on the right the distribution per engine
+  and precision. Outliers are replaced by NaN by default: points beyond Tukey's fences (1.5 IQR outside the
+  quartiles) that are also more than 5% from the median; the title says how many were hidden.
+- ``cpu_mb``, ``cpu_pct_util``, ``gpu_0_mb``, ``gpu_0_pct_util`` ``_measurements.jpg``: resources over
+  time per engine (``plot_resources``).
+- ``throughput_vs_batch.jpg``, ``latency_bars.jpg``, ``accuracy_vs_latency.jpg``: engines side by side
+  (``plot_comparisons``).
+Each engine keeps one colour in every figure; precisions differ by line style or hatching.
 """
 
 from __future__ import annotations
@@ -35,25 +41,52 @@ def engine_color(engine: str) -> str:
 
 
 def plot_model(model_dir: Path, keep_outliers: bool = False) -> list[Path]:
-    """Write every latency plot of one model; return the files written."""
+    """Write every plot of one model; return the files written."""
+    from framework.plot_comparisons import plot_comparisons
+    from framework.plot_resources import plot_resources
+
     records = [r for r in load_experiments(model_dir) if r.get("status") == "ok"]
     written = []
     for shape in sorted({r["shape_tag"] for r in records}):
+        folder = model_dir / "plots" / safe_component(shape)
+        of_shape = [r for r in records if r["shape_tag"] == shape]
         for device, filename in DEVICE_PLOT_NAMES.items():
-            chosen = [r for r in records if r["shape_tag"] == shape and r.get("device") == device]
+            chosen = [r for r in of_shape if r.get("device") == device]
             if chosen:
-                path = model_dir / "plots" / safe_component(shape) / filename
-                plot_latencies(chosen, path, f"{model_dir.name}, shape {shape}, {device.upper()} engines", keep_outliers)
-                written.append(path)
+                plot_latencies(chosen, folder / filename, f"{model_dir.name}, shape {shape}, {device.upper()} engines", keep_outliers)
+                written.append(folder / filename)
+        written += plot_resources(of_shape, folder, f"{model_dir.name}, shape {shape}")
+        written += plot_comparisons(of_shape, folder, f"{model_dir.name}, shape {shape}")
     return written
 
 
-def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: bool) -> None:
+def series_label(record: dict, batch: bool = False) -> str:
+    return f"{record['engine']} {record['precision']}" + (f" bs{record['batch_size']}" if batch else "")
+
+
+def save_figure(fig, path: Path) -> None:
+    """JPEG, written under a temporary name and renamed, then the figure closed."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=100, format="jpeg")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: bool) -> None:
+    plt = pyplot()
     batch_sizes = sorted({r["batch_size"] for r in records})
     fig, axes = plt.subplots(len(batch_sizes), 2, figsize=(13, 3.8 * len(batch_sizes)), squeeze=False,
                              gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
@@ -69,7 +102,7 @@ def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: b
                 cleaned = without_outliers(values)
                 hidden_total += int(np.isnan(cleaned).sum() - np.isnan(values).sum())
                 values = cleaned
-            label = f"{record['engine']} {record['precision']}"
+            label = series_label(record)
             color = engine_color(record["engine"])
             style = PRECISION_STYLES.get(record["precision"], "-")
             series_ax.plot(np.arange(values.size), values, marker=".", ls=style, ms=3, lw=0.8, color=color, label=label, alpha=0.85)
@@ -88,9 +121,4 @@ def plot_latencies(records: list[dict], path: Path, title: str, keep_outliers: b
         dist_ax.grid(alpha=0.3, axis="x")
     rule = "all points shown" if keep_outliers else f"{hidden_total} outliers hidden: beyond 1.5 IQR and 5% from the median"
     fig.suptitle(f"{title} ({rule}); warm-up excluded", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=100, format="jpeg")
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)

@@ -82,6 +82,9 @@ def save_experiment(directory: Path, record: dict) -> None:
     A record without samples (failed, skipped) removes any latencies.csv left by an earlier run."""
     samples = record.pop("latencies_ns", None)
     model_samples = record.pop("latencies_model_ns", None)
+    timeline = record.pop("resources_timeline", None)
+    if timeline is not None:
+        write_atomic(directory / "resources.csv", timeline)
     if samples is not None:
         write_latencies(directory / "latencies.csv", samples, model_samples, record.pop("latencies_process", None))
     else:

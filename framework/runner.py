@@ -9,6 +9,7 @@ A failing experiment never stops the sweep.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 import traceback
@@ -29,6 +30,7 @@ from framework.accuracy import evaluate
 from framework.loader import make_batch, take_samples
 from framework.locking import results_lock, sigterm_as_interrupt
 from framework.measure import Timing, time_cuda, time_host
+from framework.monitor import DEFAULT_INTERVAL_S, ResourceSampler, process_gpu_memory_mb
 from framework.precision import (
     INT8_VARIANTS,
     calibration_batches,
@@ -40,6 +42,7 @@ from framework.precision import (
 )
 from framework.plots import plot_model
 from framework.registry import RegisteredModel
+from framework.report import write_report
 from framework.results import (
     REPEATS_DIR,
     experiment_dir,
@@ -74,10 +77,11 @@ class SweepSettings:
     force: bool = False  # re-measure experiments an earlier run already finished
     accuracy_limit: int | None = None  # evaluate accuracy on at most this many dataset samples
     calibration_samples: int = 64  # int8 calibration: this many of the dataset's samples when the loader has no own set
+    sample_interval_s: float = DEFAULT_INTERVAL_S  # resource sampler period during the timed loops; 0 turns it off
 
     def child_settings(self) -> dict:
         """What a child process needs to measure one experiment as this sweep would."""
-        keys = ("iterations", "warmup", "min_duration", "warmup_duration", "engine_options", "accuracy_limit")
+        keys = ("iterations", "warmup", "min_duration", "warmup_duration", "engine_options", "accuracy_limit", "sample_interval_s")
         return {k: getattr(self, k) for k in keys}
 
     def fingerprint(self, context: "ShapeContext", batch_size: int) -> str:
@@ -171,21 +175,30 @@ def run_model(
                     records += _run_batch(context, engines, batch_size, settings, progress)
         finally:
             write_model_tables(model_dir)
-    for path in plot_model(model_dir, keep_outliers=settings.keep_outliers):
-        report(f"plot: {path}")
-    report(f"results: {model_dir / 'summary.md'}")
+    plots = plot_model(model_dir, keep_outliers=settings.keep_outliers)
+    report(f"plots: {len(plots)} in {model_dir / 'plots'}")
+    md, page = write_report(model_dir)
+    report(f"results: {model_dir / 'summary.md'}; report: {md} and {page}")
     return records
 
 
 @dataclass
 class Progress:
+    """One line per finished experiment: a bar, the count, the time left at the pace so far, the outcome."""
+
     total: int
     report: Callable[[str], None]
     done: int = 0
+    started: float = field(default_factory=time.monotonic)
 
     def __call__(self, context: ShapeContext, engine: str, precision: str, batch_size: int, outcome: str, finished: bool = True) -> None:
         self.done += finished
-        self.report(f"[{self.done}/{self.total}] {context.model} {context.tag} {engine} {precision} bs{batch_size}: {outcome}")
+        filled = round(20 * self.done / max(self.total, 1))
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        eta_text = f"ETA {int(eta // 60)}:{int(eta % 60):02d}" if eta == eta else "ETA ?"
+        self.report(f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} {eta_text} "
+                    f"{context.model} {context.tag} {engine} {precision} bs{batch_size}: {outcome}")  # fmt: skip
 
 
 def _run_batch(context: ShapeContext, engines: list[str], batch_size: int, settings: SweepSettings, progress: Progress) -> list[dict]:
@@ -413,6 +426,11 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         inputs = _batch_inputs(context, batch_size)
         reference = _reference(context, batch_size, inputs)
         engine = cls(context.artifacts, precision, settings.engine_options)
+        # Memory before the engine loads: with it, the engine's own share of the peaks below (a child
+        # shares the pages of the libraries its fork server imported, and RSS counts them).
+        record["resources"] = {"rss_before_load_mb": _rss_mb()}
+        if cls.device == "cuda":
+            record["resources"]["cuda_context_mb"] = _cuda_context_mb()
         start = time.perf_counter()
         engine.load()
         record["build_s"] = time.perf_counter() - start
@@ -424,17 +442,25 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         record["first_inference_ms"] = (time.perf_counter() - start) * 1e3  # cold: includes lazy initialisation
         record["agreement"] = compare_outputs(reference, first_outputs)
         durations = {"min_duration_s": settings.min_duration, "warmup_duration_s": settings.warmup_duration}
-        timing = time_host(engine.make_step(inputs), settings.iterations, settings.warmup, **durations)
+        sampler = ResourceSampler(settings.sample_interval_s, gpu=cls.device == "cuda") if settings.sample_interval_s > 0 else None
+        with sampler or contextlib.nullcontext():
+            timing = time_host(engine.make_step(inputs), settings.iterations, settings.warmup, **durations)
+            device_step = engine.make_device_step(inputs)
+            model_timing = None
+            if device_step is not None:  # GPU engines: latency-model, device time of the compute alone
+                step, stream = device_step
+                model_timing = time_cuda(step, stream, settings.iterations, settings.warmup, **durations)
         record["clock"] = timing.clock
         record["latency"] = latency_summary(timing, batch_size)
         record["latencies_ns"] = timing.latencies_ns
-        device_step = engine.make_device_step(inputs)
-        model_timing = None
-        if device_step is not None:  # GPU engines: latency-model, device time of the compute alone
-            step, stream = device_step
-            model_timing = time_cuda(step, stream, settings.iterations, settings.warmup, **durations)
+        if model_timing is not None:
             record["latency_model"] = latency_summary(model_timing, batch_size)
             record["latencies_model_ns"] = model_timing.latencies_ns
+        if sampler is not None:
+            record["resources"] = {**record.get("resources", {}), **sampler.summary()}
+            record["resources_timeline"] = sampler.to_csv(timing.started_ns)
+        if cls.device == "cuda":
+            record.setdefault("resources", {})["torch_max_allocated_mb"] = _torch_max_allocated_mb()
         varied = varied_inputs(inputs)
         record["agreement_after_timing"] = compare_outputs(_reference(context, batch_size, varied, varied=True), engine.infer(varied))
         if context.dataset is not None:
@@ -443,6 +469,7 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         record["engine_settings"] = engine.describe()
         enqueue = model_timing.enqueue_ns if model_timing and cls.device_step_returns_early else None
         label(record, settings.iterations, settings.min_duration, enqueue)
+        record["warnings"] += (record.get("resources") or {}).get("warnings", [])
     except EngineUnavailable as exc:  # e.g. ONNX Runtime fell back to CPU: not a measurement of this engine
         return finish("unavailable", one_line(exc))
     except Exception as exc:
@@ -524,6 +551,28 @@ def _onnx_at_precision(context: ShapeContext, graph: str) -> bool:
         finally:
             context.conversion_s += time.perf_counter() - start
     return False
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _cuda_context_mb() -> float | None:
+    """Device memory of this process right after CUDA starts, before the engine loads: the context's own
+    cost, reported apart so engines compare on what they add."""
+    import torch
+
+    torch.zeros(1, device="cuda")
+    torch.cuda.synchronize()
+    return process_gpu_memory_mb(torch.cuda.current_device())
+
+
+def _torch_max_allocated_mb() -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20
 
 
 def _module_size_mb(module) -> float:
