@@ -1,5 +1,6 @@
 """Plugin discovery: folders, --models-dir, entry points; duplicates and broken plugins are named."""
 
+import collections
 import sys
 import textwrap
 
@@ -95,3 +96,23 @@ def test_entry_point_group_adds_models_from_installed_packages(tmp_path, monkeyp
         assert registry.get("from_entry_point").create().config.name == "from_entry_point"
     finally:
         sys.modules.pop("extra_models", None)
+
+
+def test_torchvision_models_load_a_local_checkpoint_weights_only(tmp_path, monkeypatch):
+    import torch
+
+    from framework.errors import DeployBenchError
+    from framework.registry import discover
+
+    registry = discover()
+    assert {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "mobilenet_v2"} <= set(registry.names())
+    loader = registry.get("resnet18").create()
+    state = loader.load_pytorch_module().state_dict()
+    state["fc.bias"] = torch.full_like(state["fc.bias"], 7.0)
+    torch.save(state, tmp_path / "resnet18.pt")
+    monkeypatch.setenv("DEPLOYBENCH_CHECKPOINT_RESNET18", str(tmp_path / "resnet18.pt"))
+    assert torch.all(loader.load_pytorch_module().fc.bias == 7.0)
+    torch.save({"weights": collections.Counter("abc")}, tmp_path / "pickled_code.pt")  # a pickled class: weights_only refuses it
+    monkeypatch.setenv("DEPLOYBENCH_CHECKPOINT_RESNET18", str(tmp_path / "pickled_code.pt"))
+    with pytest.raises(DeployBenchError, match="DEPLOYBENCH_CHECKPOINT_RESNET18=.*pickled_code.pt: cannot load it into resnet18"):
+        loader.load_pytorch_module()

@@ -1,16 +1,10 @@
-"""ResNet-18 with random weights: speed does not depend on the weights, and nothing is downloaded."""
+"""ResNet-18 (torchvision), random weights unless DEPLOYBENCH_CHECKPOINT_RESNET18 names a local state_dict."""
 
-import torch
-
-from framework import ModelLoader, register_model
+from framework import register_model
+from framework.zoo import TorchvisionClassifier
 
 
 @register_model
-class ResNet18(ModelLoader):
+class Resnet18(TorchvisionClassifier):
     name = "resnet18"
-
-    def load_pytorch_module(self) -> torch.nn.Module:
-        import torchvision
-
-        torch.manual_seed(0)
-        return torchvision.models.resnet18(weights=None).eval()
+    architecture = "resnet18"
