@@ -16,11 +16,13 @@ from framework.loader import take_samples
 def evaluate(
     infer, config: ModelConfig, dataset: tuple[list[np.ndarray], np.ndarray], batch_size: int, limit: int | None = None
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Top-1 and top-5 accuracy of ``infer`` (named inputs -> named outputs) over the dataset, and every
-    output over it (samples along axis 0), for the agreement with PyTorch on the whole set."""
+    """Top-1 and top-5 accuracy of ``infer`` (named inputs -> named outputs) over the dataset (None for an
+    unlabelled one), and every output over it (samples along axis 0), for the agreement with PyTorch."""
     inputs, labels = dataset
-    labels = np.asarray(labels).reshape(-1)
-    count = len(labels) if limit is None else min(limit, len(labels))
+    spec = config.inputs[0]
+    total = inputs[0].shape[spec.batch_axis if spec.batch_axis is not None else 0]
+    labels = np.asarray(labels).reshape(-1) if labels is not None else None
+    count = total if limit is None else min(limit, total)
     if count == 0:
         raise ValueError("the dataset is empty")
     top1 = top5 = 0
@@ -38,6 +40,8 @@ def evaluate(
         outputs = infer(feed)
         for name in config.output_names:
             collected[name].append(np.asarray(outputs[name])[: stop - start])
+        if labels is None:
+            continue
         scores = np.asarray(outputs[config.output_names[0]])[: stop - start]
         scores = scores.reshape(stop - start, -1).astype(np.float64)
         ranked = np.argsort(-scores, axis=1, kind="stable")[:, :5]
@@ -45,4 +49,6 @@ def evaluate(
         top1 += int((ranked[:, 0] == truth).sum())
         top5 += int((ranked == truth[:, None]).any(axis=1).sum())
     merged = {name: np.concatenate(parts, axis=0) for name, parts in collected.items()}
+    if labels is None:
+        return None, merged
     return {"samples": count, "top1": top1 / count, "top5": top5 / count}, merged

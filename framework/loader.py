@@ -41,8 +41,9 @@ class ModelLoader:
 
     def load_dataset(self) -> tuple[list[np.ndarray], np.ndarray] | None:
         """Optional labelled data for accuracy: ``(inputs, labels)``, one runtime-ready array per input with the
-        samples stacked along the config's batch axis, and integer class labels of shape (N,). The first
-        output is read as class scores. None (the default): no accuracy, only agreement with PyTorch."""
+        samples stacked along the config's batch axis, and integer class labels of shape (N,), or None for
+        unlabelled data (agreement with PyTorch over the set, no accuracy). The first output is read as class
+        scores. None (the default): no dataset, only agreement on the measured batch."""
         return None
 
     def load_calibration_data(self) -> list[np.ndarray] | None:

@@ -24,11 +24,25 @@ from framework.loader import take_samples
 FP16_KEEP_FP32 = ["Softmax", "LayerNormalization", "ReduceSum", "ReduceMean", "Pow", "Sqrt", "Exp", "Log"]
 
 
+def _repair_casts(model) -> None:
+    """The converter retypes a Cast's output to fp16 but can leave the Cast's ``to`` at float (BERT's
+    ``mask.to(hidden.dtype)``); ONNX Runtime then refuses the graph. Make ``to`` say what the graph says."""
+    import onnx
+
+    declared = {vi.name: vi.type.tensor_type.elem_type for vi in model.graph.value_info}
+    for node in model.graph.node:
+        if node.op_type != "Cast" or declared.get(node.output[0]) != onnx.TensorProto.FLOAT16:
+            continue
+        for attribute in node.attribute:
+            if attribute.name == "to" and attribute.i == onnx.TensorProto.FLOAT:
+                attribute.i = onnx.TensorProto.FLOAT16
+
+
 def fp16_settings(source_sha256: str, keep_fp32_ops: list[str] | None = None) -> dict:
     """What an fp16 graph depends on, for the artifact cache."""
     import importlib.metadata
 
-    return {"source_sha256": source_sha256, "converter": importlib.metadata.version("onnxconverter-common"),
+    return {"source_sha256": source_sha256, "converter": importlib.metadata.version("onnxconverter-common"), "cast_repair": 1,
             "keep_fp32_ops": FP16_KEEP_FP32 if keep_fp32_ops is None else keep_fp32_ops}  # fmt: skip
 
 
@@ -45,6 +59,7 @@ def convert_to_fp16(src: Path, dst: Path, keep_fp32_ops: list[str] | None = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the converter warns about every clipped constant
         model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, op_block_list=block)
+    _repair_casts(model)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp")
     onnx.save(model, str(tmp))
@@ -138,7 +153,10 @@ def quantize_int8(src: Path, dst: Path, batches: list[dict[str, np.ndarray]], va
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quant_pre_process(str(src), str(prepared))
+            try:
+                quant_pre_process(str(src), str(prepared))
+            except Exception:  # symbolic shape inference gives up on some graphs (BERT's masks): ONNX's own suffices
+                quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
             quantize_static(
                 str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"],
                 activation_type=getattr(QuantType, settings["activation_type"]), weight_type=getattr(QuantType, settings["weight_type"]),

@@ -363,7 +363,7 @@ def _calibration_samples(loader, context: ShapeContext, limit: int) -> list[np.n
     """The loader's own calibration set, else the dataset's first ``limit`` samples, else the example inputs."""
     samples = loader.load_calibration_data()
     if samples is None and context.dataset is not None:
-        samples = [take_samples(x, spec, 0, min(limit, len(context.dataset[1]))) for spec, x in zip(loader.config.inputs, context.dataset[0])]
+        samples = [take_samples(x, spec, 0, min(limit, x.shape[spec.batch_axis or 0])) for spec, x in zip(loader.config.inputs, context.dataset[0])]
     return samples if samples is not None else context.inputs
 
 
@@ -464,7 +464,9 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         varied = varied_inputs(inputs)
         record["agreement_after_timing"] = compare_outputs(_reference(context, batch_size, varied, varied=True), engine.infer(varied))
         if context.dataset is not None:
-            record["accuracy"], outputs = evaluate(engine.infer, context.artifacts.config, context.dataset, batch_size, settings.accuracy_limit)
+            accuracy, outputs = evaluate(engine.infer, context.artifacts.config, context.dataset, batch_size, settings.accuracy_limit)
+            if accuracy is not None:
+                record["accuracy"] = accuracy
             record["dataset_agreement"] = compare_outputs(_dataset_reference(context, settings.accuracy_limit), outputs)
         record["engine_settings"] = engine.describe()
         enqueue = model_timing.enqueue_ns if model_timing and cls.device_step_returns_early else None

