@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks in one call on the lent GPU machine (see README "GPU checks"): install the carried wheels,
-# run the gpu-marked tests, then benchmarks/gpu_suite.py, int8_speed.py (the Xeon's VNNI) and isolation_cost.py.
+# run the gpu-marked tests, then benchmarks/gpu_suite.py, int8_speed.py (the Xeon's VNNI), isolation_cost.py
+# and sampler_overhead.py (GPU and CPU engine).
 # Logs and result tables land in $OUT.
 set -uo pipefail
 out="${OUT:-/tmp/out}"; mkdir -p "$out" /tmp/parts /tmp/whl
@@ -14,6 +15,9 @@ python3 -m pytest -q -ra -m gpu tests 2>&1 | tee "$out/gpu_tests.log"
 python3 benchmarks/gpu_suite.py --output /tmp/gpu_results 2>&1 | tee "$out/gpu_suite.log"
 python3 benchmarks/int8_speed.py 2>&1 | tee "$out/int8_speed.log"
 python3 benchmarks/isolation_cost.py 2>&1 | tee "$out/isolation_cost.log"
+python3 benchmarks/sampler_overhead.py --model resnet50 --engine onnxruntime-cuda 2>&1 | tee "$out/sampler_overhead_gpu.log"
+python3 benchmarks/sampler_overhead.py 2>&1 | tee "$out/sampler_overhead_cpu.log"
+cp /tmp/gpu_results/default/resnet50/report.html "$out/" 2>/dev/null
 cp /tmp/gpu_results/default/resnet50/summary.md "$out/summary_default.md" 2>/dev/null
 cp /tmp/gpu_results/cuda_graph/resnet50/summary.md "$out/summary_cuda_graph.md" 2>/dev/null
 cp /tmp/gpu_results/default/resnet50/plots/224x224x3/cuda_time_measurements.jpg "$out/" 2>/dev/null
