@@ -32,11 +32,11 @@ def conversion_seconds(model: str, output: Path) -> float:
     fresh process so nothing is remembered between the two runs but the files."""
     code = (
         "import sys; from pathlib import Path; from framework.registry import discover; "
-        "from framework.runner import SweepSettings, _onnx_at_precision, _prepare_shape; "
+        "from framework.experiment import onnx_at_precision, prepare_shape; from framework.settings import SweepSettings; "
         f"model = discover().get({model!r}); output = Path({str(output)!r}); "
         "settings = SweepSettings(engines=['onnxruntime-cpu'], precisions=['fp32', 'fp16'], output=output); "
-        "context = _prepare_shape(model, None, settings.engines, settings, output / model.name, lambda _: None); "
-        "ok = not context.export_error and _onnx_at_precision(context, 'fp16'); "
+        "context = prepare_shape(model, None, settings.engines, settings, output / model.name, lambda _: None); "
+        "ok = not context.export_error and onnx_at_precision(context, 'fp16'); "
         "print(context.conversion_s if ok else f'failed: {context.export_error} {context.precision_errors}')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]

@@ -68,7 +68,6 @@ def test_digits_cnn_accuracy_per_precision(tmp_path):
 
 
 def test_int8_calibration_cache_is_keyed_by_data_and_batching(tmp_path):
-    import onnx  # noqa: F401  (export needs it)
     from framework.export import export_onnx
     from framework.registry import discover
 

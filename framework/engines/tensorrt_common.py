@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from framework.artifact_cache import file_sha256
-from framework.config import DYNAMIC, ModelConfig
+from framework.config import ModelConfig
 from framework.errors import ConfigError, DeployBenchError
 
 Shape = tuple[int, ...]
