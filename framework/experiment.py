@@ -61,6 +61,7 @@ class ShapeContext:
     setup_error: str | None = None
     references: dict[tuple[int, bool], dict] = field(default_factory=dict)  # (batch size, varied inputs) -> outputs
     model_digest: str | None = None  # weights and config: part of every cache key and result fingerprint
+    data_digest: str | None = None  # dataset and calibration samples: part of the result fingerprint
     conversion_s: float = 0.0  # this run's time producing (or verifying cached) ONNX graphs
     dataset: tuple[list[np.ndarray], np.ndarray] | None = None  # the loader's labelled data, for accuracy
     calibration: list[np.ndarray] | None = None  # int8 calibration samples
@@ -84,6 +85,7 @@ def prepare_shape(model, shapes, engines, settings, model_dir, report) -> ShapeC
         context.model_digest = model_digest(module, loader.config)
         context.dataset = loader.load_dataset()
         context.calibration = _calibration_samples(loader, context, settings.calibration_samples)
+        context.data_digest = _data_digest(context)
         cache_dir = model_dir / "cache" / safe_component(context.tag)
         context.artifacts = ModelArtifacts(config=loader.config, module=module, cache_dir=cache_dir)
     except Exception as exc:
@@ -124,6 +126,14 @@ def _calibration_samples(loader, context: ShapeContext, limit: int) -> list[np.n
     if samples is None and context.dataset is not None:
         samples = [take_samples(x, spec, 0, min(limit, x.shape[spec.batch_axis or 0])) for spec, x in zip(loader.config.inputs, context.dataset[0])]
     return samples if samples is not None else context.inputs
+
+
+def _data_digest(context: ShapeContext) -> str:
+    """Changed labels, dataset or calibration samples make earlier accuracy and int8 results stale."""
+    arrays = list(context.calibration or [])
+    if context.dataset is not None:
+        arrays += list(context.dataset[0]) + ([np.asarray(context.dataset[1])] if context.dataset[1] is not None else [])
+    return calibration_digest([{str(i): a for i, a in enumerate(arrays)}])
 
 
 def base_record(context: ShapeContext, engine_name: str, precision: str, batch_size: int, settings: SweepSettings) -> dict:

@@ -49,7 +49,7 @@ class SweepSettings:
     def fingerprint(self, context: "ShapeContext", batch_size: int) -> str:
         """Everything that changes an experiment's figures: a finished experiment is resumed only if it matches."""
         keys = ("iterations", "warmup", "min_duration", "warmup_duration", "exporter", "engine_options", "repeats", "accuracy_limit")
-        return settings_hash({**{k: getattr(self, k) for k in keys}, "model": context.model_digest, "shapes": context.shapes,
+        return settings_hash({**{k: getattr(self, k) for k in keys}, "model": context.model_digest, "data": context.data_digest, "shapes": context.shapes,
                               "batch_size": batch_size})  # fmt: skip
 
     def chosen_engines(self) -> list[str]:

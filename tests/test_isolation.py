@@ -3,7 +3,9 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from framework.artifact_cache import cached_build, is_current
@@ -89,3 +91,22 @@ def test_latency_columns_of_different_lengths_are_all_kept(tmp_path):
     assert read_latencies_ms(path) == [1.0, 2.0, 3.0] and read_latencies_ms(path, "latency_model_ms") == [0.5]
     write_latencies(path, [1_000_000], [500_000, 600_000])
     assert read_latencies_ms(path) == [1.0] and read_latencies_ms(path, "latency_model_ms") == [0.5, 0.6]
+
+
+def test_new_dataset_labels_make_earlier_results_stale(tmp_path):
+    """Accuracy depends on the data: a resumed run measures again when the dataset changed."""
+    plugins = tmp_path / "plugins"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "models" / "digits_cnn", plugins / "digits_copy")
+    for name in ("config.yaml", "load.py"):  # another name: the project's own digits_cnn is found too
+        path = plugins / "digits_copy" / name
+        path.write_text(path.read_text().replace("digits_cnn", "digits_copy"))
+    args = ["run", "digits_copy", "--output", str(tmp_path / "out"), "--engines", "onnxruntime-cpu", "--models-dir", str(plugins),
+            "--iterations", "5", "--warmup", "1", "--min-duration", "0", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    summary = tmp_path / "out" / "digits_copy" / "8x8x1" / "onnxruntime-cpu__fp32__bs1" / "summary.json"
+    before = json.loads(summary.read_text())["accuracy"]["top1"]
+    data = dict(np.load(plugins / "digits_copy" / "data.npz"))
+    data["test_labels"] = (data["test_labels"] + 1) % 10  # every label wrong
+    np.savez_compressed(plugins / "digits_copy" / "data.npz", **data)
+    assert main(args) == 0
+    assert before > 0.95 and json.loads(summary.read_text())["accuracy"]["top1"] < 0.05
