@@ -4,7 +4,7 @@ Every ``interval_s`` (default 20 ms) a daemon thread records, with the time sinc
 through psutil, this process's resident memory (children included) and CPU use; through NVML (nvidia-ml-py),
 the GPU's utilisation, memory used, this process's own device memory, SM clock, temperature, power and
 the clock-event (throttle) reasons. The thread sleeps between samples and a CPU sample costs about 10 us
-holding the GIL (one pread of /proc/self/statm and one times() call; the list of child processes, a /proc
+holding the GIL (one pread of /proc/self/statm and one process_time() call; the list of child processes, a /proc
 scan of about 1 ms, is refreshed once a second), so the measurement it watches is not disturbed
 (``benchmarks/sampler_overhead.py`` prints the difference).
 
@@ -84,7 +84,7 @@ class ResourceSampler:
         self.other_gpu_processes: set[int] = set()
         self._statm = os.open("/proc/self/statm", os.O_RDONLY) if os.path.exists("/proc/self/statm") else None
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self._cpu_last = (0.0, 0.0)
+        self._cpu_last: tuple[float, float | None] = (0.0, None)
         self._children: list = []
         self._children_checked = -float("inf")
         self._stop = threading.Event()
@@ -99,13 +99,14 @@ class ResourceSampler:
             return int(os.pread(self._statm, 64, 0).split()[1]) * self._page
         return self.process.memory_info().rss
 
-    def _cpu_pct(self) -> float:
-        """CPU time used since the previous sample over the wall time between them (100 = one core)."""
-        times, now = os.times(), time.perf_counter()
-        used = times.user + times.system
-        pct = 100 * (used - self._cpu_last[0]) / (now - self._cpu_last[1]) if now > self._cpu_last[1] else 0.0
+    def _cpu_pct(self) -> float | None:
+        """CPU time of all this process's threads since the previous sample over the wall time between them
+        (100 = one core); None for the first sample, which has no interval behind it. process_time() is
+        nanosecond-grained: os.times() counts 10 ms ticks, too coarse for a 20 ms period."""
+        used, now = time.process_time(), time.perf_counter()
+        last_used, last_now = self._cpu_last
         self._cpu_last = (used, now)
-        return pct
+        return None if last_now is None else 100 * (used - last_used) / max(now - last_now, 1e-9)
 
     def _rss_mb(self) -> float:
         rss = self._own_rss()
@@ -135,8 +136,6 @@ class ResourceSampler:
             self._sample()
 
     def __enter__(self) -> "ResourceSampler":
-        times = os.times()
-        self._cpu_last = (times.user + times.system, time.perf_counter())
         self._sample()
         self._thread = threading.Thread(target=self._run, name="deploybench-sampler", daemon=True)
         self._thread.start()
@@ -163,7 +162,7 @@ class ResourceSampler:
     def summary(self) -> dict:
         """Peaks and means over the samples, and the warnings they justify."""
         columns = {name: [row[i] for row in self.rows if row[i] is not None] for i, name in enumerate(self.columns)}
-        cpu = columns["cpu_pct"][1:] or [0.0]  # the first sample has no interval behind it
+        cpu = columns["cpu_pct"] or [0.0]
         result = {
             "samples": len(self.rows),
             "interval_s": self.interval_s,
