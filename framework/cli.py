@@ -133,7 +133,7 @@ def _rebuild(args) -> int:
     from framework.results import load_experiments, safe_component, write_model_tables
 
     model_dir = args.output / safe_component(args.model)
-    if not load_experiments(model_dir) if model_dir.is_dir() else True:
+    if not model_dir.is_dir() or not load_experiments(model_dir):
         raise DeployBenchError(f"no saved experiments in {model_dir}; run `deploybench run {args.model}` first")
     plots = plot_model(model_dir, keep_outliers=args.keep_outliers)
     print(f"plots: {len(plots)} in {model_dir / 'plots'}")

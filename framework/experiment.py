@@ -27,7 +27,7 @@ from framework.errors import DeployBenchError, EngineUnavailable, one_line
 from framework.export import export_onnx, export_settings, model_digest, onnx_size_mb
 from framework.loader import make_batch, take_samples
 from framework.measure import time_cuda, time_host
-from framework.monitor import ResourceSampler, process_gpu_memory_mb
+from framework.monitor import ResourceSampler, process_gpu_memory_mb, process_rss_mb
 from framework.precision import (
     INT8_VARIANTS,
     calibration_batches,
@@ -60,6 +60,7 @@ class ShapeContext:
     precision_errors: dict[str, str] = field(default_factory=dict)
     setup_error: str | None = None
     references: dict[tuple[int, bool], dict] = field(default_factory=dict)  # (batch size, varied inputs) -> outputs
+    shared_data: dict[int, Path] = field(default_factory=dict)  # batch size -> the npz its child processes read
     model_digest: str | None = None  # weights and config: part of every cache key and result fingerprint
     data_digest: str | None = None  # dataset and calibration samples: part of the result fingerprint
     conversion_s: float = 0.0  # this run's time producing (or verifying cached) ONNX graphs
@@ -197,7 +198,7 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         engine = cls(context.artifacts, precision, settings.engine_options)
         # Memory before the engine loads: with it, the engine's own share of the peaks below (a child
         # shares the pages of the libraries its fork server imported, and RSS counts them).
-        record["resources"] = {"rss_before_load_mb": _rss_mb()}
+        record["resources"] = {"rss_before_load_mb": process_rss_mb()}
         if cls.device == "cuda":
             record["resources"]["cuda_context_mb"] = _cuda_context_mb()
         start = time.perf_counter()
@@ -322,12 +323,6 @@ def onnx_at_precision(context: ShapeContext, graph: str) -> bool:
         finally:
             context.conversion_s += time.perf_counter() - start
     return False
-
-
-def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
 
 
 def _cuda_context_mb() -> float | None:

@@ -198,6 +198,13 @@ class ResourceSampler:
         return result
 
 
+def process_rss_mb() -> float:
+    """This process's resident memory now (children not included)."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
 def process_gpu_memory_mb(index: int = 0) -> float | None:
     """This process's device memory as NVML sees it (what the user pays), or None without NVML."""
     nvml = _Nvml.open(index)

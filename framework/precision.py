@@ -89,21 +89,10 @@ INT8_VARIANTS = {
 def int8_settings(source_sha256: str, calibration_sha256: str, variant: str = "int8") -> dict:
     """What an int8 graph depends on, for the artifact cache: the fp32 graph, the calibration data (exact
     bytes, so batch composition counts), the quantizer settings and the ONNX Runtime version."""
-    import importlib.metadata
+    import onnxruntime
 
-    return {"source_sha256": source_sha256, "calibration_sha256": calibration_sha256,
-            "onnxruntime": importlib.metadata.version("onnxruntime") if _has("onnxruntime") else importlib.metadata.version("onnxruntime-gpu"),
+    return {"source_sha256": source_sha256, "calibration_sha256": calibration_sha256, "onnxruntime": onnxruntime.__version__,
             **INT8_VARIANTS[variant]}  # fmt: skip
-
-
-def _has(distribution: str) -> bool:
-    import importlib.metadata
-
-    try:
-        importlib.metadata.version(distribution)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
 
 
 def calibration_batches(samples: list[np.ndarray], specs: list, batch: int) -> list[dict[str, np.ndarray]]:

@@ -156,7 +156,7 @@ def _measure(context: ShapeContext, engine_name: str, precision: str, batch_size
         save_experiment(directory, record)
         return record
     data_file = context.artifacts.cache_dir / f"inputs_references_bs{batch_size}.npz"
-    if (batch_size, "data_file") not in context.references:  # written once per run, for every child of this batch
+    if batch_size not in context.shared_data:  # written once per run, for every child of this batch
         try:
             batch = batch_inputs(context, batch_size)
             on_dataset = pytorch_dataset_reference(context, settings.accuracy_limit) if context.dataset is not None else {}
@@ -166,7 +166,7 @@ def _measure(context: ShapeContext, engine_name: str, precision: str, batch_size
             record.update(status="failed", reason=one_line(exc), traceback=traceback.format_exc(limit=8))
             save_experiment(directory, record)
             return record
-        context.references[(batch_size, "data_file")] = {}
+        context.shared_data[batch_size] = data_file
     job = {
         "model": context.model, "tag": context.tag, "shapes": [list(s) for s in context.shapes],
         "config_path": str(context.artifacts.config.path), "loader": context.loader_ref,
