@@ -155,8 +155,8 @@ def _measure(context: ShapeContext, engine_name: str, precision: str, batch_size
         record = run_experiment(context, engine_name, precision, batch_size, settings, record)
         save_experiment(directory, record)
         return record
-    data_file = context.artifacts.cache_dir / f"inputs_references_bs{batch_size}.npz"
     if batch_size not in context.shared_data:  # written once per run, for every child of this batch
+        data_file = context.artifacts.cache_dir / f"inputs_references_bs{batch_size}.npz"
         try:
             batch = batch_inputs(context, batch_size)
             on_dataset = pytorch_dataset_reference(context, settings.accuracy_limit) if context.dataset is not None else {}
@@ -167,6 +167,7 @@ def _measure(context: ShapeContext, engine_name: str, precision: str, batch_size
             save_experiment(directory, record)
             return record
         context.shared_data[batch_size] = data_file
+    data_file = context.shared_data[batch_size]
     job = {
         "model": context.model, "tag": context.tag, "shapes": [list(s) for s in context.shapes],
         "config_path": str(context.artifacts.config.path), "loader": context.loader_ref,
