@@ -9,7 +9,8 @@ scan of about 1 ms, is refreshed once a second), so the measurement it watches i
 (``benchmarks/sampler_overhead.py`` prints the difference).
 
 Warnings it derives: the GPU throttled (thermal, power, hardware slowdown) or changed its SM clock during
-the timed loop; another process was using the GPU.
+the timed loop; another process held the GPU (named, with its memory). This process's ancestors (the runner,
+its fork server, a script calling ``run_model``) wait for the experiment, so a context they hold is not counted.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class _Nvml:
         self.nvml = pynvml
         self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         self.pid = os.getpid()
+        self.waiting = waiting_ancestors()
         self.throttle_bits = {getattr(pynvml, name): text for name, text in THROTTLE_REASONS.items() if hasattr(pynvml, name)}
 
     @classmethod
@@ -59,16 +61,49 @@ class _Nvml:
         except Exception:
             return []
 
-    def sample(self) -> list:
+    def sample(self, others: dict[int, float]) -> list:
+        """One timeline row; adds the processes outside this run that hold the GPU to ``others`` (PID: peak MB)."""
         n, h = self.nvml, self.handle
         util = n.nvmlDeviceGetUtilizationRates(h).gpu
         used = n.nvmlDeviceGetMemoryInfo(h).used / 2**20
-        own = sum((p.usedGpuMemory or 0) for p in self.processes() if p.pid == self.pid) / 2**20
+        own = 0.0
+        for process in self.processes():
+            megabytes = (process.usedGpuMemory or 0) / 2**20
+            if process.pid == self.pid:
+                own += megabytes
+            elif process.pid not in self.waiting:
+                others[process.pid] = max(others.get(process.pid, 0.0), megabytes)
         clock = n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)
         temperature = n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU)
         power = n.nvmlDeviceGetPowerUsage(h) / 1000
         reasons = n.nvmlDeviceGetCurrentClocksEventReasons(h) if hasattr(n, "nvmlDeviceGetCurrentClocksEventReasons") else 0
         return [util, used, own, clock, temperature, power, reasons]
+
+
+def waiting_ancestors() -> set[int]:
+    """This process and its ancestors: they wait for the experiment, so their GPU contexts cost memory, not time."""
+    import psutil
+
+    try:
+        return {os.getpid(), *(parent.pid for parent in psutil.Process().parents())}
+    except Exception:
+        return {os.getpid()}
+
+
+def other_processes_warning(others: dict[int, float]) -> str | None:
+    """'other processes held the GPU ...: PID 1112 (python3 train.py, 2,048 MB)'; None when there were none."""
+    import psutil
+
+    if not others:
+        return None
+    described = []
+    for pid, megabytes in sorted(others.items()):
+        try:
+            command = " ".join(psutil.Process(pid).cmdline()[:3]) or psutil.Process(pid).name()
+        except Exception:  # gone, or in another PID namespace (another container)
+            command = "not visible from here"
+        described.append(f"PID {pid} ({command}, {megabytes:,.0f} MB)")
+    return f"other processes held the GPU during the timed loop and may have used it: {'; '.join(described)}"
 
 
 class ResourceSampler:
@@ -81,7 +116,7 @@ class ResourceSampler:
         self.process = psutil.Process()
         self.nvml = _Nvml.open() if gpu else None
         self.rows: list[list] = []
-        self.other_gpu_processes: set[int] = set()
+        self.other_gpu_processes: dict[int, float] = {}  # PID: peak device memory (MB)
         self._statm = os.open("/proc/self/statm", os.O_RDONLY) if os.path.exists("/proc/self/statm") else None
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
         self._cpu_last: tuple[float, float | None] = (0.0, None)
@@ -125,10 +160,9 @@ class ResourceSampler:
         row = [time.perf_counter_ns(), self._rss_mb(), self._cpu_pct()]
         if self.nvml:
             try:
-                row += self.nvml.sample()
+                row += self.nvml.sample(self.other_gpu_processes)
             except Exception:
                 row += [None] * len(GPU_COLUMNS)
-            self.other_gpu_processes |= {p.pid for p in self.nvml.processes() if p.pid != self.nvml.pid}
         self.rows.append(row)
 
     def _run(self) -> None:
@@ -191,9 +225,9 @@ class ResourceSampler:
                 warnings.append(f"the GPU throttled during the timed loop ({', '.join(throttles)})")
             if max(clocks) - min(clocks) > 0.05 * max(clocks):
                 warnings.append(f"the GPU's SM clock changed during the timed loop ({min(clocks)}-{max(clocks)} MHz)")
-            result["other_gpu_processes"] = sorted(self.other_gpu_processes)
-            if self.other_gpu_processes:
-                warnings.append(f"other processes used the GPU during the timed loop (PIDs {sorted(self.other_gpu_processes)})")
+            result["other_gpu_processes"] = {str(pid): mb for pid, mb in sorted(self.other_gpu_processes.items())}
+            if (warning := other_processes_warning(self.other_gpu_processes)) is not None:
+                warnings.append(warning)
         result["warnings"] = warnings
         return result
 

@@ -1,17 +1,23 @@
 """Resource sampling, every plot and the report, rebuilt from saved data: files opened and looked at."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from framework.cli import main
-from framework.monitor import ResourceSampler
+from framework.monitor import ResourceSampler, other_processes_warning, waiting_ancestors
 from framework.results import write_json, write_latencies
 from tests.conftest import FIXTURE_MODELS
+
+REPO = Path(__file__).resolve().parents[1]
 
 CPU_PLOTS = ["cpu_time_measurements.jpg", "cpu_mb_measurements.jpg", "cpu_pct_util_measurements.jpg", "latency_bars.jpg",
              "throughput_vs_batch.jpg", "accuracy_vs_latency.jpg"]  # fmt: skip
@@ -35,16 +41,50 @@ def test_sampler_sees_a_synthetic_cpu_and_memory_load():
     assert lines[0] == "t_s,rss_mb,cpu_pct" and lines[1].startswith("0.0000,") and len(lines) == summary["samples"] + 1
 
 
+def test_other_gpu_processes_are_named_and_this_runs_ancestors_are_not_counted():
+    assert {os.getpid(), os.getppid()} <= waiting_ancestors()
+    assert other_processes_warning({}) is None
+    sleeper = subprocess.Popen(["sleep", "30"])
+    gone = next(pid for pid in range(4_000_000, 4_100_000) if not os.path.exists(f"/proc/{pid}"))
+    try:
+        warning = other_processes_warning({sleeper.pid: 2048.4, gone: 512})
+    finally:
+        sleeper.kill()
+    assert warning == (f"other processes held the GPU during the timed loop and may have used it: "
+                       f"PID {sleeper.pid} (sleep 30, 2,048 MB); PID {gone} (not visible from here, 512 MB)")  # fmt: skip
+
+
+HOLD_GPU = "import sys, time, torch; x = torch.ones(2**26, device='cuda'); print('ready', flush=True); time.sleep(float(sys.argv[1]))"
+SAMPLE_IN_CHILD = """
+import json, time, torch
+from framework.monitor import ResourceSampler
+with ResourceSampler(interval_s=0.01, gpu=True) as sampler:
+    block = torch.ones(256 * 2**20 // 4, device="cuda")
+    time.sleep(0.3)
+print(json.dumps(sampler.summary()))
+"""
+
+
 @pytest.mark.gpu
-def test_nvml_sampler_sees_this_process_memory():
+def test_nvml_sampler_sees_its_memory_and_other_processes_but_not_its_waiting_parent():
+    """This test process holds a CUDA context (the parent the sampler's process waits for: not counted); a
+    sibling holding 256 MB is another process and is named."""
     import torch
 
-    with ResourceSampler(interval_s=0.01, gpu=True) as sampler:
-        block = torch.ones(256 * 2**20 // 4, device="cuda")
-        time.sleep(0.2)
-    summary = sampler.summary()
+    parent_block = torch.ones(2**20, device="cuda")
+    sibling = subprocess.Popen([sys.executable, "-c", HOLD_GPU, "60"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sibling.stdout.readline().strip() == "ready"
+        done = subprocess.run([sys.executable, "-c", SAMPLE_IN_CHILD], capture_output=True, text=True, timeout=120, cwd=REPO)
+    finally:
+        sibling.kill()
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
     assert summary["peak_process_gpu_mem_mb"] >= 256 and summary["sm_clock_max_mhz"] > 0
-    assert block.sum().item() == block.numel()
+    assert list(summary["other_gpu_processes"]) == [str(sibling.pid)], summary["other_gpu_processes"]
+    assert summary["other_gpu_processes"][str(sibling.pid)] >= 256
+    assert any(f"PID {sibling.pid} (" in w for w in summary["warnings"]), summary["warnings"]
+    assert parent_block.sum().item() == parent_block.numel()
 
 
 def add_gpu_experiment(model_dir):
