@@ -83,7 +83,7 @@ def reference_onnxruntime(onnx_path, batch, cuda_graph, iterations, warmup) -> f
     import torch
 
     stream = torch.cuda.Stream()
-    options = {"device_id": "0", "cudnn_conv_algo_search": "EXHAUSTIVE", "prefer_nhwc": "1",
+    options = {"cudnn_conv_algo_search": "EXHAUSTIVE", "prefer_nhwc": "1",
                "enable_cuda_graph": "1" if cuda_graph else "0", "user_compute_stream": str(stream.cuda_stream)}  # fmt: skip
     session = ort.InferenceSession(str(onnx_path), providers=[("CUDAExecutionProvider", options)])
     assert session.get_providers()[0] == "CUDAExecutionProvider", session.get_providers()

@@ -204,8 +204,10 @@ def run_experiment(context: ShapeContext, engine_name: str, precision: str, batc
         start = time.perf_counter()
         engine.load()
         record["build_s"] = time.perf_counter() - start
+        module = getattr(engine, "module", None)  # the PyTorch engine's own copy: fp16 weighs half
         record["model_size_mb"] = (
-            onnx_size_mb(context.artifacts.onnx_for(cls.graph_for(precision))) if cls.needs_onnx else _module_size_mb(context.artifacts.get_module())
+            onnx_size_mb(context.artifacts.onnx_for(cls.graph_for(precision))) if cls.needs_onnx
+            else _module_size_mb(module if module is not None else context.artifacts.get_module())
         )
         start = time.perf_counter()
         first_outputs = engine.infer(inputs)

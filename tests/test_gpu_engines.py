@@ -29,6 +29,8 @@ def test_gpu_engines_measure_two_ways_and_agree_with_pytorch(fixture_registry, t
         assert (r.get("enqueue_median_ms") is None) == (r["engine"] == "onnxruntime-cuda")
         tolerance = 1e-4 if r["precision"] == "fp32" else 2e-2
         assert r["agreement"]["worst"]["max_abs_error"] < tolerance, r["agreement"]
+    size = {(r["engine"], r["precision"]): r["model_size_mb"] for r in records}
+    assert 0.45 < size[("pytorch-cuda", "fp16")] / size[("pytorch-cuda", "fp32")] < 0.6, size  # the engine's own fp16 copy
     assert (tmp_path / "tiny_cnn" / "plots" / "16x16x3" / "cuda_time_measurements.jpg").is_file()
     header = (tmp_path / "tiny_cnn" / "16x16x3" / "pytorch-cuda__fp16__bs4" / "latencies.csv").read_text().splitlines()[0]
     assert header == "iteration,latency_ms,latency_model_ms"

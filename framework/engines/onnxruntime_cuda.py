@@ -31,8 +31,9 @@ class OnnxRuntimeCUDAEngine(OnnxRuntimeEngine):
         return cuda_unavailable_reason() or super().availability()
 
     def provider_options(self) -> dict:
+        # No device_id: 0 is the default, and ONNX Runtime >= 1.26 logs "No registered plugin EP device found"
+        # for every session given one (it looks for a plugin EP first); describe() still records it.
         return {
-            "device_id": "0",
             "cudnn_conv_algo_search": "EXHAUSTIVE",
             "prefer_nhwc": "1" if self.settings["prefer_nhwc"] else "0",
             "enable_cuda_graph": "1" if self.settings["cuda_graph"] else "0",

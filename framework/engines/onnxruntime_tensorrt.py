@@ -47,8 +47,7 @@ class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
         self.stream = torch.cuda.Stream()
         cache = self.artifacts.cache_dir / "ort_tensorrt"
         cache.mkdir(parents=True, exist_ok=True)
-        trt_options = {
-            "device_id": "0",
+        trt_options = {  # no device_id: 0 is the default (see onnxruntime_cuda.provider_options)
             "trt_fp16_enable": "1" if self.precision == "fp16" else "0",
             "trt_engine_cache_enable": "1",
             "trt_engine_cache_path": str(cache),
