@@ -18,6 +18,7 @@ up to 256x3x512x512 asked for 8.7 GB), ``module`` (default "": the first importa
 from __future__ import annotations
 
 import importlib
+import sys
 import time
 
 import numpy as np
@@ -45,6 +46,28 @@ def import_tensorrt(module: str = ""):
     raise EngineUnavailable(f"no TensorRT Python package is importable ({'; '.join(errors)}); pip install 'deploybench[gpu]'")
 
 
+def recording_logger(trt):
+    """A TensorRT logger that prints warnings and errors to stderr, as ``trt.Logger(WARNING)`` does, and keeps
+    the errors: a failed parse, build or deserialization then says TensorRT's own reason (e.g. TensorRT for RTX
+    refusing a data-centre GPU's compute capability) in the failed record, not only in the child's log."""
+
+    class RecordingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)  # the documented way to subclass: the base must be initialised explicitly
+            self.errors: list[str] = []
+
+        def log(self, severity, msg) -> None:
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
+                print(f"[TensorRT] {getattr(severity, 'name', severity)}: {msg}", file=sys.stderr, flush=True)
+            if int(severity) <= int(trt.ILogger.Severity.ERROR):
+                self.errors.append(str(msg))
+
+        def reason(self) -> str:
+            return f"TensorRT said: {self.errors[-1]}" if self.errors else "TensorRT logged no error"
+
+    return RecordingLogger()
+
+
 class TensorRTEngine(Engine):
     name = "tensorrt"
     runtime = "tensorrt"
@@ -68,7 +91,7 @@ class TensorRTEngine(Engine):
 
         self.trt = trt = import_tensorrt(self.settings["module"])
         self.torch = torch
-        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.logger = recording_logger(trt)
         onnx_path = self.onnx_path
         cache = self.artifacts.cache_dir
         cache.mkdir(parents=True, exist_ok=True)
@@ -90,7 +113,7 @@ class TensorRTEngine(Engine):
         runtime = trt.Runtime(self.logger)
         self.engine = runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
         if self.engine is None:
-            raise DeployBenchError(f"TensorRT could not deserialize {self.plan_path} on this GPU")
+            raise DeployBenchError(f"{trt.__name__} could not deserialize {self.plan_path} on this GPU ({self.logger.reason()})")
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()
         self.input_names, self.output_names = [], []
@@ -133,7 +156,7 @@ class TensorRTEngine(Engine):
             config.add_optimization_profile(profile)
         plan = builder.build_serialized_network(network, config)
         if plan is None:
-            raise DeployBenchError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
+            raise DeployBenchError(f"{trt.__name__} failed to build an engine from {onnx_path} ({self.logger.reason()})")
         if timing_cache is not None:
             timing_cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
         return bytes(plan)
