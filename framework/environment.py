@@ -67,4 +67,13 @@ def collect() -> dict:
         "memory_gb": psutil.virtual_memory().total / 1e9,
         "gpus": gpus(),
         "packages": versions,
+        "engines": engines(),
     }
+
+
+def engines() -> dict[str, str | None]:
+    """Every engine the framework knows: None where it runs on this machine, else why not (so a report made
+    on a laptop says the GPU engines were left out and why, instead of leaving them silently absent)."""
+    from framework.engines import ENGINES, engine_availability
+
+    return {name: engine_availability(name) for name in ENGINES}

@@ -49,6 +49,11 @@ def build_markdown(model_dir: Path, records: list[dict]) -> str:
         "",
         f"CPU: {env.get('cpu_model', 'unknown')}; GPUs: {gpus}; Python {env.get('python', '?')}; {packages}.",
         "",
+    ]
+    missing = {name: why for name, why in env.get("engines", {}).items() if why}
+    if missing:
+        lines += ["Engines this machine cannot run, so not measured: " + "; ".join(f"{name} ({why})" for name, why in missing.items()) + ".", ""]
+    lines += [
         "Latency-all is one inference call on the host clock (GPU engines: pinned host input to host output, copies "
         "included); latency-model is device time from CUDA events with inputs already on the GPU. Warm-up is excluded. "
         "Accuracy is top-1/top-5 on the model's dataset; agreement is the cosine similarity of the outputs with "

@@ -149,6 +149,12 @@ def test_report_lists_every_experiment_and_links_every_plot(results):
         section = text.split(f"### Batch size {record['batch_size']}")[1].split("###")[0]
         assert f"| {record['engine']} | {record['precision']} |" in section
     assert "skipped: pytorch-cpu does not run int8" in text
+    engines = json.loads((model_dir / "environment.json").read_text())["engines"]
+    assert engines["onnxruntime-cpu"] is None and engines["pytorch-cpu"] is None
+    missing = [name for name, why in engines.items() if why]
+    if missing:  # this machine's absent engines are named with their reason, not silently left out
+        line = next(line for line in text.splitlines() if line.startswith("Engines this machine cannot run"))
+        assert all(f"{name} ({engines[name]})" in line for name in missing)
     assert "| pytorch-cuda | fp16 | valid | 1.200 / 1.300 | 0.900 / 0.950 |" in text and "| 1,500 (500) |" in text
     links = re.findall(r"!\[[^\]]*\]\((plots/[^)]+)\)", text)
     assert sorted(link.rsplit("/", 1)[1] for link in links) == sorted(CPU_PLOTS + GPU_PLOTS)
