@@ -91,26 +91,48 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "D"}
+AGREEMENT_FLOOR = 1e-9  # 1 - cosine of identical outputs is 0, which a log axis cannot show
+
+
 def accuracy_vs_latency(records: list[dict], path: Path, title: str) -> Path:
-    """Top-1 accuracy where the model has a dataset, else agreement (cosine similarity with PyTorch fp32)."""
+    """Top-1 accuracy where the model has a dataset, else agreement (cosine similarity with PyTorch fp32).
+
+    Points are named in one legend (colour: engine, marker: precision); only the Pareto front's points carry a
+    label beside them, since many engines often tie on accuracy and their labels would overlap. Agreement is
+    drawn as 1 - cosine on a log axis, better upwards: cosines like 0.99999 and 0.9999999 are otherwise one line."""
     plt = pyplot()
     with_accuracy = all(r.get("accuracy") for r in records)
-    metric = "top-1 accuracy on the dataset" if with_accuracy else "agreement: cosine similarity with PyTorch fp32"
+    metric = "top-1 accuracy on the dataset" if with_accuracy else "agreement with PyTorch fp32"
     batches = sorted({r["batch_size"] for r in records})
-    fig, axes = plt.subplots(1, len(batches), figsize=(6.5 * len(batches), 5.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(batches), figsize=(5.5 * len(batches) + 2.5, 5.2), squeeze=False)
+    legend: dict[str, object] = {}
     for ax, batch in zip(axes[0], batches):
-        chosen = [r for r in records if r["batch_size"] == batch]
+        chosen = sorted((r for r in records if r["batch_size"] == batch), key=series_label)
         points = [(r["latency"]["median_ms"], r["accuracy"]["top1"] if with_accuracy else r["agreement"]["worst"]["cosine_similarity"]) for r in chosen]
         front = pareto_front(points)
-        for i, (record, (x, y)) in enumerate(zip(chosen, points)):
+        drawn = points if with_accuracy else [(x, max(1 - y, AGREEMENT_FLOOR)) for x, y in points]
+        for i, (record, (x, y)) in enumerate(zip(chosen, drawn)):
             on_front = i in front
-            ax.scatter(x, y, s=90 if on_front else 50, color=engine_color(record["engine"]), edgecolor="black" if on_front else "none",
-                       marker={"fp32": "o", "fp16": "s", "int8": "D"}.get(record["precision"], "o"), zorder=3)  # fmt: skip
-            ax.annotate(series_label(record), (x, y), textcoords="offset points", xytext=(6, 4 - 10 * (i % 3)), fontsize=7)
-        ax.plot(*zip(*[points[i] for i in front]), color="black", lw=1, ls="--", label="Pareto front (faster and as accurate)")
-        ax.set(xlabel="median latency (ms, host clock)", ylabel=metric, title=f"batch size {batch}")
+            legend[series_label(record)] = ax.scatter(
+                x, y, s=90 if on_front else 50, color=engine_color(record["engine"]), edgecolor="black" if on_front else "none",
+                marker=PRECISION_MARKERS.get(record["precision"], "o"), zorder=3,
+            )  # fmt: skip
+            if on_front:
+                ax.annotate(series_label(record), (x, y), textcoords="offset points", xytext=(7, 5), fontsize=8)
+        ax.plot(*zip(*[drawn[i] for i in front]), color="black", lw=1, ls="--")
+        ax.set(xlabel="median latency (ms, host clock)", title=f"batch size {batch}")
+        if with_accuracy:
+            low = min(y for _, y in points)
+            ax.set(ylabel=metric, ylim=(max(0.0, low - max(0.02, 0.1 * (1 - low))), 1.005))  # accuracy stops at 1
+        else:
+            ax.set_yscale("log")
+            ax.set_ylim(max(y for _, y in drawn) * 3, AGREEMENT_FLOOR / 3)  # inverted: closer to PyTorch is higher
+            ax.set_ylabel(f"1 - cosine similarity with PyTorch fp32\n(log, inverted: higher is closer; 0 drawn at {AGREEMENT_FLOOR:g})")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+    handles = [*legend.values(), plt.Line2D([], [], color="black", lw=1, ls="--")]
+    axes[0][-1].legend(handles, [*legend, "Pareto front (faster and as accurate)"], fontsize=8, loc="upper left",
+                       bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # fmt: skip
     fig.suptitle(f"{title}: {metric} against latency (circle fp32, square fp16, diamond int8)", fontsize=11)
     save_figure(fig, path)
     return path
