@@ -35,7 +35,7 @@ def _series(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
 
 def throughput_vs_batch(records: list[dict], path: Path, title: str) -> Path:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(10, 5.5))
+    fig, ax = plt.subplots(figsize=(12, 5.5))
     for (engine, precision), points in _series(records).items():
         batches = [r["batch_size"] for r in points]
         ax.plot(batches, [r["latency"]["throughput_items_per_s"] for r in points], marker="o", color=engine_color(engine),
@@ -46,9 +46,12 @@ def throughput_vs_batch(records: list[dict], path: Path, title: str) -> Path:
                     label=f"{engine} {precision} (model only, device time)")  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    measured = sorted({r["batch_size"] for r in records})
+    ax.set_xticks(measured, [str(b) for b in measured])  # the batch sizes measured, not powers of two
+    ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
     ax.set(xlabel="batch size", ylabel="throughput (items/s, wall time of the timed loop)", title=f"{title}: throughput against batch size")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)  # beside: a dozen series hid the lines
     save_figure(fig, path)
     return path
 
