@@ -45,6 +45,9 @@ def test_other_gpu_processes_are_named_and_this_runs_ancestors_are_not_counted()
     assert {os.getpid(), os.getppid()} <= waiting_ancestors()
     assert other_processes_warning({}) is None
     sleeper = subprocess.Popen(["sleep", "30"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{sleeper.pid}/cmdline").read_bytes() != b"sleep\x0030\x00" and time.monotonic() < deadline:
+        time.sleep(0.01)  # between fork and exec the child still shows its parent's command line
     gone = next(pid for pid in range(4_000_000, 4_100_000) if not os.path.exists(f"/proc/{pid}"))
     try:
         warning = other_processes_warning({sleeper.pid: 2048.4, gone: 512})
