@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framework.plots import PRECISION_STYLES, engine_color, pyplot, save_figure, series_label
+from framework.plots import PRECISION_MARKERS, PRECISION_STYLES, engine_color, pyplot, save_figure, series_label
 
 
 def plot_comparisons(records: list[dict], folder: Path, title: str) -> list[Path]:
@@ -94,7 +94,6 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "D"}
 AGREEMENT_FLOOR = 1e-9  # 1 - cosine of identical outputs is 0, which a log axis cannot show
 
 

@@ -33,6 +33,7 @@ ENGINE_COLORS = {
 _FALLBACK = ["#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 # Precisions of one engine share its colour and differ in line style (and hatching in box plots).
 PRECISION_STYLES = {"fp32": "-", "fp16": "--", "int8": ":"}
+PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "D"}  # scatter plots
 DEVICE_PLOT_NAMES = {"cpu": "cpu_time_measurements.jpg", "cuda": "cuda_time_measurements.jpg"}
 
 
