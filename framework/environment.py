@@ -21,6 +21,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_int8_saturates(flags: set[str] | None = None) -> bool:
+    """True on x86 CPUs with AVX2/AVX-512 but no VNNI: there ONNX Runtime's u8s8 int8 kernels multiply with
+    VPMADDUBSW, whose 16-bit intermediate sums can saturate (VNNI's VPDPBUSD accumulates in 32 bits)."""
+    flags = cpu_flags() if flags is None else flags
+    return bool(flags & {"avx2", "avx512bw"}) and not flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
 def gpus() -> list[dict]:
     """Name, memory and driver of each NVIDIA GPU through NVML; empty where there is none."""
     try:
@@ -65,6 +83,7 @@ def collect() -> dict:
         "cpu_cores_logical": psutil.cpu_count(logical=True),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "memory_gb": psutil.virtual_memory().total / 1e9,
+        "cpu_int8_saturates": cpu_int8_saturates(),
         "gpus": gpus(),
         "packages": versions,
         "engines": engines(),

@@ -61,6 +61,9 @@ def build_markdown(model_dir: Path, records: list[dict]) -> str:
         "apply or that the sample cannot support.",
         "",
     ]
+    if env.get("cpu_int8_saturates") and any(r["precision"] == "int8" and r.get("device") == "cpu" and r["status"] == "ok" for r in records):
+        lines += ["This CPU has no VNNI: its int8 graph for ONNX Runtime CPU quantizes weights to 7 bits, which avoids the "
+                  "saturation of ONNX Runtime's u8s8 kernels on such CPUs; int8 figures from a CPU with VNNI use 8.", ""]  # fmt: skip
     if any("host-bound" in w for r in records for w in r.get("warnings", [])):
         lines += ["Some GPU results are host-bound (the host takes as long to issue an iteration as the GPU to run "
                   "it): CUDA graphs remove that launch cost (`--option cuda_graph=true`).", ""]  # fmt: skip

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from framework import environment
+from framework.engines import engine_class
 from framework.errors import DeployBenchError, one_line
 from framework.experiment import (
     ShapeContext,
@@ -108,14 +109,23 @@ class Progress:
                     f"{context.model} {context.tag} {engine} {precision} bs{batch_size}: {outcome}")  # fmt: skip
 
 
+def onnx_graph_of(engine_name: str, precision: str) -> str | None:
+    """The ONNX graph an engine runs at a precision (int8 -> int8_symmetric for TensorRT); None for PyTorch."""
+    try:
+        cls = engine_class(engine_name)
+    except ImportError:  # an engine this machine cannot import: recorded as unavailable, never resumed
+        return None
+    return cls.graph_for(precision) if cls.needs_onnx else None
+
+
 def _run_batch(context: ShapeContext, engines: list[str], batch_size: int, settings: SweepSettings, progress: Progress) -> list[dict]:
     """Every engine x precision at one batch size. With ``repeats`` K, K rounds of one process per experiment,
     the order rotated each round, so slow drifts of the machine spread over every engine alike."""
-    fingerprint = settings.fingerprint(context, batch_size)
     records, pending = [], []
     for engine_name in engines:
         for precision in settings.precisions:
             directory = experiment_dir(settings.output, context.model, context.tag, engine_name, precision, batch_size)
+            fingerprint = settings.fingerprint(context, batch_size, onnx_graph_of(engine_name, precision))
             kept = None if settings.force else is_complete(directory, fingerprint)
             if kept:
                 records.append(kept)

@@ -15,6 +15,7 @@ from framework.artifact_cache import settings_hash
 from framework.engines import ENGINES, PRECISIONS, engine_availability, engine_class
 from framework.errors import DeployBenchError
 from framework.monitor import DEFAULT_INTERVAL_S
+from framework.precision import graph_recipe
 
 if TYPE_CHECKING:
     from framework.experiment import ShapeContext
@@ -46,11 +47,12 @@ class SweepSettings:
         keys = ("iterations", "warmup", "min_duration", "warmup_duration", "engine_options", "accuracy_limit", "sample_interval_s")
         return {k: getattr(self, k) for k in keys}
 
-    def fingerprint(self, context: "ShapeContext", batch_size: int) -> str:
-        """Everything that changes an experiment's figures: a finished experiment is resumed only if it matches."""
+    def fingerprint(self, context: "ShapeContext", batch_size: int, graph: str | None = None) -> str:
+        """Everything that changes an experiment's figures: a finished experiment is resumed only if it matches.
+        ``graph``: the ONNX graph the engine runs (``Engine.graph_for``), whose recipe counts too; None without one."""
         keys = ("iterations", "warmup", "min_duration", "warmup_duration", "exporter", "engine_options", "repeats", "accuracy_limit")
         return settings_hash({**{k: getattr(self, k) for k in keys}, "model": context.model_digest, "data": context.data_digest, "shapes": context.shapes,
-                              "batch_size": batch_size})  # fmt: skip
+                              "batch_size": batch_size, "recipe": graph_recipe(graph) if graph else {}})  # fmt: skip
 
     def chosen_engines(self) -> list[str]:
         if self.engines is None:

@@ -311,3 +311,20 @@ def test_resume_measures_again_when_settings_change_or_force_is_given(measured, 
     assert main(["run", "healthy", "--models-dir", str(models), "--output", str(out), "--engines", "onnxruntime-cpu",
                  "--iterations", "5", "--warmup", "0", "--min-duration", "0", "--quiet"]) == 0  # fmt: skip
     assert path.stat().st_mtime_ns != stamp and read_record(path.parent)["latency"]["n"] == 5
+
+
+def test_resume_measures_again_an_experiment_whose_graph_recipe_changed(measured, tmp_path, monkeypatch):
+    """Figures of an int8 graph made by another recipe (a newer version's, or another CPU's: precision.int8_recipe)
+    are not kept; fp32, whose graph did not change, is."""
+    from framework import precision
+
+    models, out = measured[0], tmp_path / "out"
+    args = ("--engines", "onnxruntime-cpu", "--precisions", "fp32,int8", "--in-process")
+    assert run(models, "healthy", out, *args) == 0
+    fp32, int8 = (out / "healthy" / "16x16x3" / f"onnxruntime-cpu__{p}__bs1" / "latencies.csv" for p in ("fp32", "int8"))
+    stamps = fp32.stat().st_mtime_ns, int8.stat().st_mtime_ns
+    monkeypatch.setitem(precision.INT8_VARIANTS, "int8", {**precision.INT8_DEFAULTS, "per_channel": False})
+    assert run(models, "healthy", out, *args) == 0
+    assert fp32.stat().st_mtime_ns == stamps[0] and int8.stat().st_mtime_ns != stamps[1]
+    meta = json.loads((out / "healthy" / "cache" / "16x16x3" / "model_int8.onnx.meta.json").read_text())
+    assert meta["settings"]["per_channel"] is False

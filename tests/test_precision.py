@@ -92,6 +92,18 @@ def test_int8_calibration_cache_is_keyed_by_data_and_batching(tmp_path):
     assert json.loads(target.with_name("m_int8.onnx.meta.json").read_text())["settings"]["activation_type"] == "QUInt8"
 
 
+def test_int8_weights_take_7_bits_only_on_cpus_whose_int8_kernels_saturate():
+    from framework.environment import cpu_int8_saturates
+    from framework.precision import int8_recipe
+
+    assert cpu_int8_saturates({"sse4_1", "avx2", "fma"}) is True  # AVX2 without VNNI (this VM's EPYC, Haswell..Skylake)
+    assert cpu_int8_saturates({"avx2", "avx512bw", "avx512_vnni"}) is False  # Cascade Lake and later
+    assert cpu_int8_saturates({"avx2", "avx_vnni"}) is False and cpu_int8_saturates({"asimd", "asimddp"}) is False  # Alder Lake; ARM
+    assert int8_recipe("int8")["reduce_range"] is cpu_int8_saturates()
+    assert int8_recipe("int8_symmetric")["reduce_range"] is False  # TensorRT on the GPU: no u8s8 kernels
+    assert int8_settings("a", "b")["reduce_range"] is cpu_int8_saturates()  # part of the cache key: a VNNI machine rebuilds
+
+
 def test_int8_leaves_the_working_directory_clean_when_symbolic_shape_inference_gives_up(tmp_path, monkeypatch):
     """ONNX Runtime's symbolic shape inference dumps its half-inferred graph into the working directory when it
     gives up (here: two batch dimensions it may not merge); a MiniLM run once left 180 MB in the repository."""

@@ -152,7 +152,9 @@ def test_report_lists_every_experiment_and_links_every_plot(results):
         section = text.split(f"### Batch size {record['batch_size']}")[1].split("###")[0]
         assert f"| {record['engine']} | {record['precision']} |" in section
     assert "skipped: pytorch-cpu does not run int8" in text
-    engines = json.loads((model_dir / "environment.json").read_text())["engines"]
+    environment = json.loads((model_dir / "environment.json").read_text())
+    assert ("This CPU has no VNNI: its int8 graph for ONNX Runtime CPU quantizes weights to 7 bits" in text) is environment["cpu_int8_saturates"]
+    engines = environment["engines"]
     assert engines["onnxruntime-cpu"] is None and engines["pytorch-cpu"] is None
     missing = [name for name, why in engines.items() if why]
     if missing:  # this machine's absent engines are named with their reason, not silently left out
