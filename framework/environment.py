@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -10,26 +11,26 @@ import sys
 PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy")
 
 
-def cpu_model() -> str:
+@functools.lru_cache(maxsize=None)
+def _cpuinfo_field(key: str) -> str | None:
+    """The first ``key : value`` line of /proc/cpuinfo (Linux); None elsewhere. Cached: the CPU does not change,
+    and ``cpu_int8_saturates`` is asked for every experiment's fingerprint."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("model name"):
+                if line.startswith(key):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set((_cpuinfo_field("flags") or "").split())
 
 
 def cpu_int8_saturates(flags: set[str] | None = None) -> bool:
