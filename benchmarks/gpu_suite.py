@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from framework.registry import discover  # noqa: E402
-from framework.runner import SweepSettings, run_model  # noqa: E402
+from framework.sweep.runner import SweepSettings, run_model  # noqa: E402
 
 TARGETS = [  # (engine, precision, batch, cuda_graph, metric, comparison, value, text)
     ("pytorch-cuda", "fp16", 256, False, "model_throughput", ">=", 13000, "pytorch-cuda fp16 bs256 >= 13,000 img/s"),
@@ -199,7 +199,7 @@ def main() -> None:
 
 def int8_graph(cache_dir: Path, loader) -> Path:
     """The symmetric-int8 QDQ graph TensorRT engines run, calibrated on the example input (speed only)."""
-    from framework.precision import calibration_batches, quantize_int8
+    from framework.artifacts.graphs import calibration_batches, quantize_int8
 
     target = cache_dir / "model_int8_symmetric.onnx"
     if not target.exists():

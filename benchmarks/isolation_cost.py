@@ -32,7 +32,7 @@ def conversion_seconds(model: str, output: Path) -> float:
     fresh process so nothing is remembered between the two runs but the files."""
     code = (
         "import sys; from pathlib import Path; from framework.registry import discover; "
-        "from framework.experiment import onnx_at_precision, prepare_shape; from framework.settings import SweepSettings; "
+        "from framework.sweep.experiment import onnx_at_precision, prepare_shape; from framework.settings import SweepSettings; "
         f"model = discover().get({model!r}); output = Path({str(output)!r}); "
         "settings = SweepSettings(engines=['onnxruntime-cpu'], precisions=['fp32', 'fp16'], output=output); "
         "context = prepare_shape(model, None, settings.engines, settings, output / model.name, lambda _: None); "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from framework.measure import time_host
+from framework.measure.timing import time_host
 
 
 def main() -> None:

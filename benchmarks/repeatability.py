@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from framework.compare import compare
+from framework.results.compare import compare
 
 
 def main() -> None:

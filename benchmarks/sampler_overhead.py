@@ -15,11 +15,11 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from framework.compare import mann_whitney_u
+from framework.results.compare import mann_whitney_u
 from framework.engines import engine_class
-from framework.experiment import batch_inputs, onnx_at_precision, prepare_shape
-from framework.measure import time_host
-from framework.monitor import DEFAULT_INTERVAL_S, ResourceSampler
+from framework.sweep.experiment import batch_inputs, onnx_at_precision, prepare_shape
+from framework.measure.timing import time_host
+from framework.measure.monitor import DEFAULT_INTERVAL_S, ResourceSampler
 from framework.registry import discover
 from framework.settings import SweepSettings
 

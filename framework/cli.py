@@ -128,9 +128,9 @@ def _list(args) -> int:
 
 def _rebuild(args) -> int:
     """Everything a run draws and tabulates, again, from the files it saved: nothing is measured."""
-    from framework.plots import plot_model
-    from framework.report import write_report
-    from framework.results import load_experiments, safe_component, write_model_tables
+    from framework.report.latency import plot_model
+    from framework.report.document import write_report
+    from framework.results.store import load_experiments, safe_component, write_model_tables
 
     model_dir = args.output / safe_component(args.model)
     if not model_dir.is_dir() or not load_experiments(model_dir):
@@ -146,7 +146,7 @@ def _rebuild(args) -> int:
 
 def _compare(args) -> int:
     """Exit 1 when something got slower beyond the factor (a CI gate), 2 when refused, else 0."""
-    from framework.compare import compare, environment_differences, format_report
+    from framework.results.compare import compare, environment_differences, format_report
 
     for folder in (args.results_a, args.results_b):
         if not folder.is_dir():
@@ -163,7 +163,7 @@ def _compare(args) -> int:
 
 def _run(args) -> int:
     from framework.registry import discover
-    from framework.runner import SweepSettings, run_model
+    from framework.sweep.runner import SweepSettings, run_model
     from framework.shapes import parse_example_shapes
 
     model = discover(args.models_dir).get(args.model)

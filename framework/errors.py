@@ -42,3 +42,7 @@ def one_line(exc: BaseException, limit: int = 500) -> str:
     """``ExcType: message`` on one line, for result records and progress output."""
     text = " ".join(str(exc).split()) or "(no message)"
     return f"{type(exc).__name__}: {text[:limit]}"
+
+
+class ResultFileError(DeployBenchError):
+    """A saved result is unreadable, foreign, or of a format this version cannot read. Names the file."""

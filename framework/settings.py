@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from framework.artifact_cache import settings_hash
+from framework.artifacts.cache import settings_hash
 from framework.engines import ENGINES, PRECISIONS, engine_availability, engine_class
 from framework.errors import DeployBenchError
-from framework.monitor import DEFAULT_INTERVAL_S
-from framework.precision import graph_recipe
+from framework.measure.monitor import DEFAULT_INTERVAL_S
+from framework.artifacts.graphs import graph_recipe
 
 if TYPE_CHECKING:
-    from framework.experiment import ShapeContext
+    from framework.sweep.experiment import ShapeContext
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from framework.cli import main
-from framework.results import SUMMARY_COLUMNS
+from framework.results.store import SUMMARY_COLUMNS
 from tests.conftest import FIXTURE_MODELS
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from framework.cli import main
-from framework.compare import bootstrap_ratio_ci, compare, mann_whitney_u, verdict
-from framework.results import write_json, write_latencies
+from framework.results.compare import bootstrap_ratio_ci, compare, mann_whitney_u, verdict
+from framework.results.store import write_json, write_latencies
 
 ENV = {"cpu_model": "Test CPU", "python": "3.11.7", "gpus": [], "packages": {"torch": "2.14.1", "onnxruntime": "1.32.0"}}
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from framework.agreement import compare_outputs
+from framework.measure.agreement import compare_outputs
 from framework.engines import ENGINES, ModelArtifacts, engine_availability, engine_class
 from framework.engines.onnxruntime_base import create_verified_session
 from framework.errors import ProviderFallbackError
-from framework.export import export_onnx
+from framework.artifacts.export import export_onnx
 from framework.loader import make_batch
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from framework.errors import ExportError
-from framework.export import export_onnx, run_onnx_cpu
+from framework.artifacts.export import export_onnx, run_onnx_cpu
 
 
 def export_tiny_cnn(registry, tmp_path, exporter="torchscript"):

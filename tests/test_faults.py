@@ -15,7 +15,7 @@ import pytest
 
 from framework.cli import main
 from framework.locking import LOCK_NAME
-from framework.results import read_record
+from framework.results.store import read_record
 from tests.conftest import FIXTURE_MODELS
 
 FAST = ["--iterations", "3", "--warmup", "0", "--min-duration", "0", "--quiet"]
@@ -316,7 +316,7 @@ def test_resume_measures_again_when_settings_change_or_force_is_given(measured, 
 def test_resume_measures_again_an_experiment_whose_graph_recipe_changed(measured, tmp_path, monkeypatch):
     """Figures of an int8 graph made by another recipe (a newer version's, or another CPU's: precision.int8_recipe)
     are not kept; fp32, whose graph did not change, is."""
-    from framework import precision
+    from framework.artifacts import graphs as precision
 
     models, out = measured[0], tmp_path / "out"
     args = ("--engines", "onnxruntime-cpu", "--precisions", "fp32,int8", "--in-process")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from framework.runner import SweepSettings, run_model
+from framework.sweep.runner import SweepSettings, run_model
 
 pytestmark = pytest.mark.gpu
 
@@ -54,7 +54,7 @@ def test_onnxruntime_cuda_graph_never_replays_stale_inputs(fixture_registry, tmp
     import torch
 
     from framework.engines import ModelArtifacts, engine_class
-    from framework.export import export_onnx
+    from framework.artifacts.export import export_onnx
 
     if not ort_has_cuda():
         pytest.skip("this onnxruntime build has no CUDAExecutionProvider")

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.artifact_cache import cached_build, is_current
+from framework.artifacts.cache import cached_build, is_current
 from framework.cli import main
-from framework.results import load_experiments
+from framework.results.store import load_experiments
 from tests.conftest import FIXTURE_MODELS
 
 FAST = ["--models-dir", str(FIXTURE_MODELS), "--iterations", "5", "--warmup", "1", "--min-duration", "0", "--quiet"]
@@ -84,7 +84,7 @@ def test_export_cache_key_follows_the_weights(tmp_path):
 
 def test_latency_columns_of_different_lengths_are_all_kept(tmp_path):
     """GPU engines time latency-all and latency-model in two loops whose sample counts differ."""
-    from framework.results import read_latencies_ms, write_latencies
+    from framework.results.store import read_latencies_ms, write_latencies
 
     path = tmp_path / "latencies.csv"
     write_latencies(path, [1_000_000, 2_000_000, 3_000_000], [500_000])

@@ -4,8 +4,8 @@ import numpy as np
 
 from framework.engines import ENGINES
 from framework.engines.pytorch_cpu import PyTorchCPUEngine
-from framework.experiment import varied_inputs
-from framework.runner import SweepSettings, run_model
+from framework.sweep.experiment import varied_inputs
+from framework.sweep.runner import SweepSettings, run_model
 
 
 class ConstantOutputEngine(PyTorchCPUEngine):

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from framework.cli import main
-from framework.monitor import other_processes_warning, waiting_ancestors
-from framework.results import write_json, write_latencies
+from framework.measure.monitor import other_processes_warning, waiting_ancestors
+from framework.results.store import write_json, write_latencies
 from tests.conftest import FIXTURE_MODELS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ GPU_PLOTS = ["cuda_time_measurements.jpg", "gpu_0_mb_measurements.jpg", "gpu_0_p
 SYNTHETIC_LOAD = """
 import json, time
 import numpy as np
-from framework.monitor import ResourceSampler
+from framework.measure.monitor import ResourceSampler
 with ResourceSampler(interval_s=0.01) as sampler:
     time.sleep(0.1)
     ballast = np.ones(200 * 2**20 // 8)  # 200 MB, touched
@@ -73,7 +73,7 @@ def test_other_gpu_processes_are_named_and_this_runs_ancestors_are_not_counted()
 HOLD_GPU = "import sys, time, torch; x = torch.ones(2**26, device='cuda'); print('ready', flush=True); time.sleep(float(sys.argv[1]))"
 SAMPLE_IN_CHILD = """
 import json, time, torch
-from framework.monitor import ResourceSampler
+from framework.measure.monitor import ResourceSampler
 with ResourceSampler(interval_s=0.01, gpu=True) as sampler:
     block = torch.ones(256 * 2**20 // 4, device="cuda")
     time.sleep(0.3)

@@ -5,7 +5,7 @@ import pytest
 
 from framework.config import load_config
 from framework.engines import engine_availability
-from framework.artifact_cache import is_current, record_built, settings_hash
+from framework.artifacts.cache import is_current, record_built, settings_hash
 from framework.engines.tensorrt_common import bind_and_execute, build_settings, check_in_profile, ort_profile_options, profile_shapes
 from framework.errors import ConfigError, DeployBenchError
 from tests.conftest import FIXTURE_MODELS
@@ -179,7 +179,7 @@ def test_tensorrt_module_resolution_takes_tensorrt_for_rtx_when_it_is_the_one_in
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_native_tensorrt_builds_caches_and_agrees(fixture_registry, tmp_path):
-    from framework.runner import SweepSettings, run_model
+    from framework.sweep.runner import SweepSettings, run_model
 
     settings = SweepSettings(engines=["tensorrt"], precisions=["fp32", "fp16"], batch_sizes=[1, 4], iterations=10, warmup=2, min_duration=0, output=tmp_path)
     first = run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from framework.engines.cuda_round_trip import pinned_round_trip
+from framework.engines._cuda import pinned_round_trip
 from framework.engines.onnxruntime_base import OnnxRuntimeEngine, create_verified_session
 from framework.engines.pytorch_cuda import cuda_unavailable_reason
 from framework.torch_outputs import named_outputs, numpy_dtype, torch_dtype

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from framework.engines.base import Engine
-from framework.engines.cuda_round_trip import pinned_round_trip
+from framework.engines._cuda import pinned_round_trip
 from framework.torch_outputs import named_outputs, output_tensors
 
 

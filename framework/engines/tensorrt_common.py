@@ -1,5 +1,5 @@
 """TensorRT logic that needs no TensorRT: profiles from the config, the settings an engine depends on (the
-cache in ``framework.artifact_cache`` compares them before reuse), and the one order in which an execution context is given shapes and addresses.
+cache in ``framework.artifacts.cache`` compares them before reuse), and the one order in which an execution context is given shapes and addresses.
 
 Kept apart from the engines so that it is tested on machines where TensorRT cannot be installed.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from framework.artifact_cache import file_sha256
+from framework.artifacts.cache import file_sha256
 from framework.config import ModelConfig
 from framework.errors import ConfigError, DeployBenchError
 

@@ -24,9 +24,9 @@ import time
 import numpy as np
 
 from framework.engines.base import Engine
-from framework.engines.cuda_round_trip import pinned_round_trip
+from framework.engines._cuda import pinned_round_trip
 from framework.engines.pytorch_cuda import cuda_unavailable_reason
-from framework.artifact_cache import cached_build
+from framework.artifacts.cache import cached_build
 from framework.engines.tensorrt_common import bind_and_execute, build_settings, check_in_profile, profile_shapes
 from framework.errors import DeployBenchError, EngineUnavailable
 from framework.torch_outputs import torch_dtype

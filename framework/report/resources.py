@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from framework.plots import PRECISION_STYLES, engine_color, pyplot, save_figure, series_label
+from framework.report.latency import PRECISION_STYLES, engine_color, pyplot, save_figure, series_label
 
 FIGURES = [  # (file name, column, axis label, needs a GPU)
     ("cpu_mb_measurements.jpg", "rss_mb", "resident memory (MB, process and children)", False),

@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from framework.results import load_experiments, safe_component, top_k_tables, write_atomic
+from framework.results.store import load_experiments, safe_component, top_k_tables, write_atomic
 
 PLOT_ORDER = [
     ("cpu_time_measurements.jpg", "Latency of CPU engines (host clock)"),

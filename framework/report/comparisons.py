@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framework.plots import PRECISION_MARKERS, PRECISION_STYLES, engine_color, pyplot, save_figure, series_label
+from framework.report.latency import PRECISION_MARKERS, PRECISION_STYLES, engine_color, pyplot, save_figure, series_label
 
 
 def plot_comparisons(records: list[dict], folder: Path, title: str) -> list[Path]:

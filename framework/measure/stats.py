@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from framework.measure import Timing
+from framework.measure.timing import Timing
+from framework.results.record import LatencyStats
 
 PERCENTILES = (90, 95, 99)
 CONFIDENCE = 0.99
@@ -40,7 +41,7 @@ def median_confidence_interval(sorted_values: np.ndarray, confidence: float = CO
     return None
 
 
-def latency_summary(timing: Timing, batch_size: int) -> dict:
+def latency_summary(timing: Timing, batch_size: int) -> LatencyStats:
     """Latency figures in milliseconds and throughput in items per second.
 
     Host-clock throughput divides the items processed by the wall time of the whole timed region, so gaps
@@ -74,7 +75,7 @@ def latency_summary(timing: Timing, batch_size: int) -> dict:
     seconds = ms.sum() / 1e3 if timing.clock == "cuda_events" else timing.elapsed_ns / 1e9
     summary["throughput_items_per_s"] = batch_size * n / seconds
     summary["timed_region_s"] = timing.elapsed_ns / 1e9
-    return summary
+    return LatencyStats(**summary)
 
 
 def _normal_approx_ci(ordered: np.ndarray) -> tuple[float, float]:

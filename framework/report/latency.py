@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from framework.results import load_experiments, read_latencies_ms, safe_component
-from framework.stats import without_outliers
+from framework.results.store import load_experiments, read_latencies_ms, safe_component
+from framework.measure.stats import without_outliers
 
 # One colour per engine, the same in every figure.
 ENGINE_COLORS = {
@@ -43,8 +43,8 @@ def engine_color(engine: str) -> str:
 
 def plot_model(model_dir: Path, keep_outliers: bool = False) -> list[Path]:
     """Write every plot of one model; return the files written."""
-    from framework.plot_comparisons import plot_comparisons
-    from framework.plot_resources import plot_resources
+    from framework.report.comparisons import plot_comparisons
+    from framework.report.resources import plot_resources
 
     records = [r for r in load_experiments(model_dir) if r.get("status") == "ok"]
     written = []

@@ -7,7 +7,7 @@ The server starts at the beginning of a run (``start_fork_server``), importing w
 
 The parent prepares what the experiments of one shape and batch size share (the ONNX files, the input
 tensors and the PyTorch fp32 reference outputs) and writes ``job.json`` into the experiment's folder. The
-child (``python -m framework.isolation JOB``, which also reproduces a run by hand) rebuilds the shape
+child (``python -m framework.sweep.isolation JOB``, which also reproduces a run by hand) rebuilds the shape
 context from it, runs ``experiment.run_experiment`` and saves the record with ``results.save_experiment``.
 Children of ONNX engines never load the PyTorch module.
 
@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from framework.config import load_config
-from framework.results import read_record, save_experiment, write_json
+from framework.results.store import read_record, save_experiment, write_json
 
 LOG_TAIL_LINES = 20
-PRELOAD = ("numpy", "torch", "torchvision", "onnxruntime", "framework.runner")
+PRELOAD = ("numpy", "torch", "torchvision", "onnxruntime", "framework.sweep.runner")
 _context = None
 
 
@@ -122,7 +122,7 @@ def _loader_class(reference: dict) -> type:
 def context_from_job(job: dict):
     """The parent's shape context, rebuilt in the child from the job file and the shared arrays."""
     from framework.engines import ModelArtifacts
-    from framework.experiment import ShapeContext
+    from framework.sweep.experiment import ShapeContext
 
     config = load_config(Path(job["config_path"]))
     shapes = [tuple(s) for s in job["shapes"]]
@@ -164,7 +164,7 @@ def _child_entry(job_path: str, log_path: str, environ: dict) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from framework.experiment import run_experiment
+    from framework.sweep.experiment import run_experiment
     from framework.settings import SweepSettings
 
     job = json.loads(Path(argv[0]).read_text())

@@ -19,16 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from framework.accuracy import evaluate
-from framework.agreement import compare_outputs
-from framework.artifact_cache import cached_build, file_sha256
+from framework.measure.accuracy import evaluate
+from framework.measure.agreement import compare_outputs
+from framework.artifacts.cache import cached_build, file_sha256
 from framework.engines import ModelArtifacts, engine_availability, engine_class
 from framework.errors import DeployBenchError, EngineUnavailable, one_line
-from framework.export import export_onnx, export_settings, model_digest, onnx_size_mb
+from framework.artifacts.export import export_onnx, export_settings, model_digest, onnx_size_mb
 from framework.loader import make_batch, take_samples
-from framework.measure import time_cuda, time_host
-from framework.monitor import ResourceSampler, process_gpu_memory_mb, process_rss_mb
-from framework.precision import (
+from framework.measure.timing import time_cuda, time_host
+from framework.measure.monitor import ResourceSampler, process_gpu_memory_mb, process_rss_mb
+from framework.artifacts.graphs import (
     INT8_VARIANTS,
     calibration_batches,
     calibration_digest,
@@ -37,11 +37,11 @@ from framework.precision import (
     int8_settings,
     quantize_int8,
 )
-from framework.results import safe_component
+from framework.results.store import safe_component
 from framework.settings import SweepSettings
 from framework.shapes import shape_tag
-from framework.stats import latency_summary
-from framework.validity import label
+from framework.measure.stats import latency_summary
+from framework.measure.validity import label
 
 
 @dataclass

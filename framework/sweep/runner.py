@@ -17,7 +17,7 @@ from typing import Callable
 from framework import environment
 from framework.engines import engine_class
 from framework.errors import DeployBenchError, one_line
-from framework.experiment import (
+from framework.sweep.experiment import (
     ShapeContext,
     base_record,
     batch_inputs,
@@ -28,13 +28,13 @@ from framework.experiment import (
     run_experiment,
     varied_inputs,
 )
-from framework.isolation import run_in_child, start_fork_server, write_shape_data
+from framework.sweep.isolation import run_in_child, start_fork_server, write_shape_data
 from framework.locking import results_lock, sigterm_as_interrupt
-from framework.measure import Timing
-from framework.plots import plot_model
+from framework.measure.timing import Timing
+from framework.report.latency import plot_model
 from framework.registry import RegisteredModel
-from framework.report import write_report
-from framework.results import (
+from framework.report.document import write_report
+from framework.results.store import (
     REPEATS_DIR,
     experiment_dir,
     is_complete,
@@ -45,7 +45,7 @@ from framework.results import (
     write_model_tables,
 )
 from framework.settings import SweepSettings
-from framework.stats import latency_summary
+from framework.measure.stats import latency_summary
 
 __all__ = ["SweepSettings", "run_model"]
 

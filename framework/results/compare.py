@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framework.results import load_experiments, read_latencies_ms
+from framework.results.store import load_experiments, read_latencies_ms
 
 ENVIRONMENT_KEYS = ("cpu_model", "python")
 P_THRESHOLD = 0.002

@@ -1,0 +1,129 @@
+"""Where results live and how they are read back. Nothing here changes a record.
+
+Layout under the output folder::
+
+    <model>/environment.json, summary.csv, summary.md, report.md, report.html
+    <model>/<shape tag>/<engine>__<precision>__bs<batch>/summary.json, latencies.csv, resources.csv, job.json
+    <model>/<shape tag>/<engine>__<precision>__bs<batch>/repeats/<k>/...   (one process of a --repeats run)
+    <model>/plots/<shape tag>/*.jpg
+    <model>/cache/<shape tag>/model.onnx (+ graphs, engines, their .meta.json)
+
+Raw samples are written first and ``summary.json`` last, each whole (``files.write_atomic``): a summary on
+disk means the experiment's files are complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import warnings
+from pathlib import Path
+
+from framework.errors import ResultFileError
+from framework.files import write_atomic, write_json
+from framework.results.record import Result, Samples
+
+REPEATS_DIR = "repeats"  # <experiment>/repeats/<k>/: the raw files of each process of a --repeats run
+SUMMARY = "summary.json"
+LATENCIES = "latencies.csv"
+TIMELINE = "resources.csv"
+
+
+def latencies_csv(samples: Samples) -> str:
+    """``latency_ms`` (host clock); GPU engines add ``latency_model_ms`` (CUDA events, a separate loop whose
+    sample count may differ: the shorter column ends with empty cells); ``--repeats`` adds ``process``."""
+    columns = [("latency_ms", [f"{ns / 1e6:.6f}" for ns in samples.latencies_ns])]
+    if samples.model_latencies_ns is not None:
+        columns.append(("latency_model_ms", [f"{ns / 1e6:.6f}" for ns in samples.model_latencies_ns]))
+    if samples.processes is not None:
+        columns.append(("process", [str(p) for p in samples.processes]))
+    lines = [",".join(["iteration"] + [name for name, _ in columns])]
+    rows = max(len(values) for _, values in columns)
+    lines += [",".join([str(i)] + [values[i] if i < len(values) else "" for _, values in columns]) for i in range(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def read_samples(path: Path) -> Samples:
+    with Path(path).open() as handle:
+        rows = list(csv.DictReader(handle))
+
+    def column(name: str, convert) -> tuple | None:
+        if not rows or name not in rows[0]:
+            return None
+        return tuple(convert(r[name]) for r in rows if r[name] not in ("", None))
+
+    to_ns = lambda text: round(float(text) * 1e6)  # noqa: E731  (6 decimals of ms: exact nanoseconds)
+    return Samples(column("latency_ms", to_ns) or (), column("latency_model_ms", to_ns), column("process", int))
+
+
+def save_result(directory: Path, result: Result) -> None:
+    """Samples and timeline first, ``summary.json`` last. A result without samples removes stale ones."""
+    directory = Path(directory)
+    if result.timeline_csv is not None:
+        write_atomic(directory / TIMELINE, result.timeline_csv)
+    if result.samples is not None:
+        write_atomic(directory / LATENCIES, latencies_csv(result.samples))
+    else:
+        (directory / LATENCIES).unlink(missing_ok=True)
+    write_json(directory / SUMMARY, result.to_json())
+
+
+def load_result(directory: Path) -> Result:
+    """The result saved in ``directory``; ``ResultFileError`` naming the file when it is missing or damaged."""
+    path = Path(directory) / SUMMARY
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultFileError(f"{path}: unreadable ({exc.__class__.__name__}: {exc})") from None
+    samples = timeline = None
+    try:
+        if (path.parent / LATENCIES).is_file():
+            samples = read_samples(path.parent / LATENCIES)
+        if (path.parent / TIMELINE).is_file():
+            timeline = (path.parent / TIMELINE).read_text()
+    except (OSError, ValueError, KeyError) as exc:
+        raise ResultFileError(f"{path.parent / LATENCIES}: unreadable ({exc})") from None
+    return Result.from_json(data, samples, timeline, where=str(path))
+
+
+def read_result(directory: Path) -> Result | None:
+    """Like ``load_result``, but None when there is nothing readable."""
+    try:
+        return load_result(directory)
+    except ResultFileError:
+        return None
+
+
+def is_complete(directory: Path, fingerprint: str) -> Result | None:
+    """The result of a finished, valid experiment measured with the same settings (resume keeps it), else None."""
+    result = read_result(directory)
+    if result is None or not result.is_valid or result.fingerprint != fingerprint or result.latency is None:
+        return None
+    if result.samples is None or len(result.samples.latencies_ns) != result.latency.n:
+        return None
+    return result
+
+
+def load_results(root: Path) -> list[Result]:
+    """Every experiment's result under ``root`` (one model's folder or a whole results folder), in a stable
+    order. Unreadable or foreign files are skipped with a warning naming them, never a traceback."""
+    root = Path(root)
+    results = []
+    for path in sorted(root.rglob(SUMMARY)):
+        parts = path.relative_to(root).parts[:-1]
+        if REPEATS_DIR in parts or "cache" in parts:
+            continue  # one process of a --repeats run: its experiment's own summary pools them
+        try:
+            results.append(load_result(path.parent))
+        except ResultFileError as exc:
+            warnings.warn(f"skipped: {exc}", stacklevel=2)
+    return results
+
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
