@@ -128,19 +128,19 @@ def _list(args) -> int:
 
 def _rebuild(args) -> int:
     """Everything a run draws and tabulates, again, from the files it saved: nothing is measured."""
-    from framework.report.latency import plot_model
-    from framework.report.document import write_report
-    from framework.results.store import load_experiments, safe_component, write_model_tables
+    from framework.files import safe_component
+    from framework.report.publish import publish
+    from framework.results.store import load_results
 
     model_dir = args.output / safe_component(args.model)
-    if not model_dir.is_dir() or not load_experiments(model_dir):
+    if not model_dir.is_dir() or not load_results(model_dir):
         raise DeployBenchError(f"no saved experiments in {model_dir}; run `deploybench run {args.model}` first")
-    plots = plot_model(model_dir, keep_outliers=args.keep_outliers)
-    print(f"plots: {len(plots)} in {model_dir / 'plots'}")
-    if args.command == "report":
-        write_model_tables(model_dir)
-        for path in write_report(model_dir):
-            print(f"report: {path}")
+    full = args.command == "report"
+    published = publish(model_dir, keep_outliers=args.keep_outliers, tables=full, report=full)
+    print(f"plots: {len(published.plots)} in {model_dir / 'plots'}")
+    if full:
+        print(f"report: {published.report_md}")
+        print(f"report: {published.report_html}")
     return 0
 
 
@@ -161,36 +161,31 @@ def _compare(args) -> int:
     return 1 if any(p.verdict == "slower" for p in pairs) else 0
 
 
+def settings_from_args(args):
+    """The sweep's settings from ``deploybench run``'s arguments."""
+    from framework.settings import MeasureSettings, SweepSettings
+
+    measure = MeasureSettings(iterations=args.iterations, warmup=args.warmup, min_duration=args.min_duration,
+                              warmup_duration=args.warmup_duration, engine_options=parse_options(args.option),
+                              accuracy_limit=args.limit, sample_interval_s=args.sample_interval_ms / 1000)  # fmt: skip
+    return SweepSettings(
+        engines=tuple(args.engines) if args.engines is not None else None, precisions=tuple(args.precisions),
+        batch_sizes=tuple(args.batch_sizes), measure=measure, output=args.output, exporter=args.exporter,
+        keep_outliers=args.keep_outliers, isolate=not args.in_process, repeats=args.repeats, timeout_s=args.timeout, force=args.force,
+    )  # fmt: skip
+
+
 def _run(args) -> int:
     from framework.registry import discover
-    from framework.sweep.runner import SweepSettings, run_model
     from framework.shapes import parse_example_shapes
+    from framework.sweep.runner import run_model
 
     model = discover(args.models_dir).get(args.model)
     shapes_list = [parse_example_shapes(s) for s in args.shapes] if args.shapes else [None]
-    settings = SweepSettings(
-        engines=args.engines,
-        precisions=args.precisions,
-        batch_sizes=args.batch_sizes,
-        iterations=args.iterations,
-        warmup=args.warmup,
-        min_duration=args.min_duration,
-        warmup_duration=args.warmup_duration,
-        output=args.output,
-        exporter=args.exporter,
-        keep_outliers=args.keep_outliers,
-        engine_options=parse_options(args.option),
-        isolate=not args.in_process,
-        repeats=args.repeats,
-        timeout_s=args.timeout,
-        force=args.force,
-        accuracy_limit=args.limit,
-        sample_interval_s=args.sample_interval_ms / 1000,
-    )
-    records = run_model(model, shapes_list, settings, report=(lambda _: None) if args.quiet else print)
-    failed = [r for r in records if r["status"] == "failed"]
+    results = run_model(model, shapes_list, settings_from_args(args), report=(lambda _: None) if args.quiet else print)
+    failed = [r for r in results if r.status == "failed"]
     if failed:
-        print(f"deploybench: {len(failed)} of {len(records)} experiments failed (see summary.md)", file=sys.stderr)
+        print(f"deploybench: {len(failed)} of {len(results)} experiments failed (see summary.md)", file=sys.stderr)
     return 1 if failed else 0
 
 

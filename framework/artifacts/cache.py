@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from framework.results.store import write_json
+from framework.files import write_json
 
 
 def settings_hash(settings: dict) -> str:

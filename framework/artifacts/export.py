@@ -49,24 +49,33 @@ def export_onnx(
     ``dynamo`` and writes one self-contained file. ``dynamo`` is the exporter PyTorch develops further.
     """
     import onnx
-    import torch
 
     if exporter not in EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}; allowed: {', '.join(EXPORTERS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    seconds = _export(module, inputs, config, path, exporter, opset)
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        raise ExportError(f"{path}: onnx.checker rejected the exported graph: {one_line(exc)}") from exc
+    worst = _check_against_pytorch(module, inputs, config, path, rtol, atol)
+    model = onnx.load(str(path), load_external_data=False)
+    return ExportResult(path=path, seconds=seconds, exporter=exporter, opset=opset, node_count=len(model.graph.node),
+                        size_mb=onnx_size_mb(path), max_abs_error=worst)  # fmt: skip
+
+
+def _export(module, inputs: list[np.ndarray], config: ModelConfig, path: Path, exporter: str, opset: int) -> float:
+    """``torch.onnx.export`` with the config's names and dynamic axes; the seconds it took."""
+    import torch
+
     dynamic_axes = {spec.name: spec.dynamic_axes for spec in config.inputs if spec.dynamic_axes}
     for out in config.outputs:
         axes = config.output_dynamic_axes(out)
         if axes:
             dynamic_axes[out.name] = axes
     args = tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs)
-    kwargs = dict(
-        input_names=config.input_names,
-        output_names=config.output_names,
-        dynamic_axes=dynamic_axes or None,
-        opset_version=opset,
-        dynamo=exporter == "dynamo",
-    )
+    kwargs = dict(input_names=config.input_names, output_names=config.output_names, dynamic_axes=dynamic_axes or None,
+                  opset_version=opset, dynamo=exporter == "dynamo")  # fmt: skip
     if exporter == "dynamo":
         kwargs.update(external_data=False, verbose=False)
     start = time.perf_counter()
@@ -76,16 +85,17 @@ def export_onnx(
             torch.onnx.export(module, args, str(path), **kwargs)
     except Exception as exc:
         raise ExportError(f"torch.onnx.export ({exporter}) failed for model {config.name!r}: {one_line(exc)}") from exc
-    seconds = time.perf_counter() - start
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except Exception as exc:
-        raise ExportError(f"{path}: onnx.checker rejected the exported graph: {one_line(exc)}") from exc
+    return time.perf_counter() - start
+
+
+def _check_against_pytorch(module, inputs: list[np.ndarray], config: ModelConfig, path: Path, rtol: float, atol: float) -> float:
+    """The largest absolute difference between ONNX Runtime CPU and PyTorch; ExportError beyond tolerance."""
+    import torch
 
     from framework.torch_outputs import named_outputs
 
     with torch.no_grad():
-        expected = named_outputs(module(*args), config.output_names)
+        expected = named_outputs(module(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs)), config.output_names)
     got = run_onnx_cpu(path, config, inputs)
     worst = 0.0
     for name, want in expected.items():
@@ -99,16 +109,7 @@ def export_onnx(
                 f"{path}: output {name!r} differs from PyTorch on the example input (max abs error {err:.3g}, "
                 f"rtol={rtol}, atol={atol}); the export is not faithful"
             )
-    model = onnx.load(str(path), load_external_data=False)
-    return ExportResult(
-        path=path,
-        seconds=seconds,
-        exporter=exporter,
-        opset=opset,
-        node_count=len(model.graph.node),
-        size_mb=onnx_size_mb(path),
-        max_abs_error=worst,
-    )
+    return worst
 
 
 def model_digest(module, config: ModelConfig) -> str:

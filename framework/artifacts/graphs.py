@@ -16,10 +16,13 @@ import os
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from framework.artifacts.cache import cached_build, file_sha256
 from framework.errors import DeployBenchError
 from framework.loader import take_samples
 
@@ -108,17 +111,6 @@ def int8_settings(source_sha256: str, calibration_sha256: str, variant: str = "i
             **int8_recipe(variant)}  # fmt: skip
 
 
-def graph_recipe(graph: str) -> dict:
-    """How the ONNX graph ``graph`` is made from the fp32 export, apart from the export and the data (both in
-    the fingerprint already): part of a finished experiment's fingerprint, so that a changed recipe, or a CPU
-    that takes another one (``int8_recipe``), measures again instead of keeping figures of another graph."""
-    if graph == "fp16":
-        return {k: v for k, v in fp16_settings("").items() if k != "source_sha256"}
-    if graph in INT8_VARIANTS:
-        return {k: v for k, v in int8_settings("", "", graph).items() if k not in ("source_sha256", "calibration_sha256")}
-    return {}
-
-
 def calibration_batches(samples: list[np.ndarray], specs: list, batch: int) -> list[dict[str, np.ndarray]]:
     """Split N samples per input (stacked along each input's batch axis) into feeds of ``batch`` samples."""
     axis = specs[0].batch_axis if specs[0].batch_axis is not None else 0
@@ -196,3 +188,46 @@ def quantize_int8(src: Path, dst: Path, batches: list[dict[str, np.ndarray]], va
         prepared.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
     return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class GraphRecipe:
+    """How one ONNX graph is made from the fp32 export. ``key``: what the cached file depends on (source hash,
+    calibration data, settings, versions); ``recipe``: the same without the data hashes, which a finished
+    experiment's fingerprint covers so that a changed recipe, or a CPU that takes another, measures again."""
+
+    name: str
+    calibrated: bool  # needs calibration batches (int8)
+    key: Callable[[str, str], dict]  # (source sha256, calibration sha256) -> cache settings
+    build: Callable[[Path, Path, list], dict]  # (source, target, calibration batches) -> info kept in the cache
+
+    def recipe(self) -> dict:
+        return {k: v for k, v in self.key("", "").items() if k not in ("source_sha256", "calibration_sha256")}
+
+
+def _int8(variant: str) -> GraphRecipe:
+    return GraphRecipe(variant, True, lambda source, data: int8_settings(source, data, variant),
+                       lambda source, target, batches: {"quantize_s": quantize_int8(source, target, batches, variant)})  # fmt: skip
+
+
+# Every graph an engine may ask for (``Engine.graphs``), by name: the one dispatch.
+GRAPHS: dict[str, GraphRecipe] = {
+    "fp16": GraphRecipe("fp16", False, lambda source, _: fp16_settings(source),
+                        lambda source, target, _: {"convert_s": convert_to_fp16(source, target)}),  # fmt: skip
+    **{variant: _int8(variant) for variant in INT8_VARIANTS},
+}
+
+
+def graph_recipe(graph: str) -> dict:
+    """The recipe of ``graph`` for fingerprints; {} for the fp32 export itself."""
+    return GRAPHS[graph].recipe() if graph in GRAPHS else {}
+
+
+def build_graph(graph: str, source: Path, target: Path, calibration: list[np.ndarray] | None, specs: list) -> tuple[dict, bool, str]:
+    """Make (or reuse from the cache) the ONNX graph ``graph`` from ``source``: (info, reused, why)."""
+    if graph not in GRAPHS:
+        raise DeployBenchError(f"no recipe for a {graph} ONNX graph; known: {', '.join(GRAPHS)}")
+    recipe = GRAPHS[graph]
+    batches = calibration_batches(calibration, specs, INT8_VARIANTS[graph]["calibration_batch"]) if recipe.calibrated else []
+    key = recipe.key(file_sha256(source), calibration_digest(batches) if recipe.calibrated else "")
+    return cached_build(target, key, lambda path: recipe.build(source, path, batches))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from framework.results.record import Agreement
+
 DEFAULT_RTOL = 1e-3
 DEFAULT_ATOL = 1e-4
 
@@ -68,3 +70,8 @@ def top_k_agreement(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -
             for r in range(k)
         ],
     }  # fmt: skip
+
+
+def agreement(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> Agreement:
+    """``compare_outputs`` as a typed record."""
+    return Agreement.from_dict(compare_outputs(reference, candidate))

@@ -245,3 +245,19 @@ def process_gpu_memory_mb(index: int = 0) -> float | None:
     if nvml is None:
         return None
     return sum((p.usedGpuMemory or 0) for p in nvml.processes() if p.pid == nvml.pid) / 2**20
+
+
+def cuda_context_mb() -> float | None:
+    """Device memory of this process right after CUDA starts, before the engine loads: the context's own
+    cost, reported apart so engines compare on what they add."""
+    import torch
+
+    torch.zeros(1, device="cuda")
+    torch.cuda.synchronize()
+    return process_gpu_memory_mb(torch.cuda.current_device())
+
+
+def torch_max_allocated_mb() -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from framework.results.store import load_experiments, read_latencies_ms
+from framework.results.record import Result
+from framework.results.store import load_results
 
 ENVIRONMENT_KEYS = ("cpu_model", "python")
 P_THRESHOLD = 0.002
@@ -41,14 +42,9 @@ class Pair:
     p_value: float | None = None  # Mann-Whitney U on per-process medians, when both sides have them
 
 
-def load_results(root: Path) -> dict[tuple, dict]:
+def results_by_key(root: Path) -> dict[tuple, Result]:
     """Every experiment under ``root`` (a results folder or one model's folder), keyed for matching."""
-    return {(r["model"], r["shape_tag"], r["engine"], r["precision"], r["batch_size"]): r for r in load_experiments(root)}
-
-
-def samples_ms(record: dict) -> np.ndarray:
-    column = "latency_model_ms" if record.get("latency_model") else "latency_ms"
-    return np.asarray(read_latencies_ms(Path(record["_dir"]) / "latencies.csv", column))
+    return {r.experiment.key: r for r in load_results(root)}
 
 
 def bootstrap_ratio_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.99, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -125,9 +121,8 @@ def verdict(ratio: float, low: float, high: float, factor: float, p_value: float
     return "no significant difference"
 
 
-def process_medians(record: dict) -> list[float] | None:
-    key = "process_model_medians_ms" if record.get("latency_model") else "process_medians_ms"
-    medians = record.get(key)
+def process_medians(result: Result) -> tuple[float, ...] | None:
+    medians = result.headline_process_medians()
     return medians if medians and len(medians) >= 2 else None
 
 
@@ -154,15 +149,15 @@ def environment_differences(root_a: Path, root_b: Path) -> list[str]:
 
 def compare(root_a: Path, root_b: Path, factor: float = 1.1) -> tuple[list[Pair], list[str]]:
     """Pairs with verdicts, and notes on what could not be compared."""
-    a, b = load_results(root_a), load_results(root_b)
+    a, b = results_by_key(root_a), results_by_key(root_b)
     pairs, notes = [], []
     for key in sorted(set(a) & set(b), key=str):
-        unusable = [f"{side}: {r['status']}" if r["status"] != "ok" else f"{side}: invalid ({'; '.join(r.get('invalid_reasons', []))})"
-                    for side, r in (("A", a[key]), ("B", b[key])) if r["status"] != "ok" or r.get("validity") != "valid"]  # fmt: skip
+        unusable = [f"{side}: {r.status}" if r.status != "ok" else f"{side}: invalid ({'; '.join(r.invalid_reasons)})"
+                    for side, r in (("A", a[key]), ("B", b[key])) if not r.is_valid]  # fmt: skip
         if unusable:
             notes.append(f"{_name(key)}: not compared, {', '.join(unusable)}")
             continue
-        sa, sb = samples_ms(a[key]), samples_ms(b[key])
+        sa, sb = np.asarray(a[key].headline_samples_ms()), np.asarray(b[key].headline_samples_ms())
         ratio = float(np.median(sb) / np.median(sa))
         low, high = bootstrap_ratio_ci(sa, sb)
         p_value = None

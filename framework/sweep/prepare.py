@@ -1,0 +1,173 @@
+"""What every experiment of one example shape shares, prepared once in the sweep's process.
+
+``prepare_shape`` loads the module and inputs, hashes weights and data, and exports (or reuses) the ONNX
+graph, checked against PyTorch; ``build_graphs`` makes the fp16/int8 graphs the engines need, as its own
+step; ``write_references`` writes, once per batch size, the inputs and PyTorch fp32 reference outputs every
+experiment of that batch reads (``Job.data_file``). Failures are recorded, never raised: an experiment that
+needs what failed is blocked with the reason (``plan.blocked``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from framework.artifacts.cache import cached_build
+from framework.artifacts.export import export_onnx, export_settings, model_digest
+from framework.artifacts.graphs import build_graph, calibration_digest
+from framework.config import ModelConfig
+from framework.errors import one_line
+from framework.files import safe_component
+from framework.loader import make_batch, take_samples
+from framework.measure.accuracy import evaluate
+from framework.registry import RegisteredModel
+from framework.results.record import ExportInfo
+from framework.shapes import shape_tag
+from framework.sweep.job import LoaderRef, write_shape_data
+
+
+@dataclass(frozen=True)
+class PreparedShape:
+    model: str
+    tag: str
+    shapes: tuple[tuple[int, ...], ...]
+    config: ModelConfig
+    loader: LoaderRef
+    cache_dir: Path
+    module: object = field(default=None, repr=False, compare=False)  # torch.nn.Module, eval mode
+    inputs: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)  # runtime tensors, batch of one
+    dataset: tuple | None = field(default=None, repr=False, compare=False)  # the loader's (inputs, labels)
+    calibration: tuple[np.ndarray, ...] | None = field(default=None, repr=False, compare=False)
+    parameters: int | None = None
+    load_s: float | None = None
+    model_digest: str | None = None  # weights and config: part of every cache key and fingerprint
+    data_digest: str | None = None  # dataset and calibration samples: part of the fingerprint
+    export: ExportInfo | None = None
+    graphs: dict[str, Path] = field(default_factory=dict)  # graph name (fp32, fp16, int8, ...) -> ONNX file
+    graph_errors: dict[str, str] = field(default_factory=dict)
+    setup_error: str | None = None
+    conversion_s: float = 0.0  # time producing (or verifying cached) ONNX graphs
+
+
+def prepare_shape(model: RegisteredModel, shapes, model_dir: Path, exporter: str, calibration_samples: int, needs_onnx: bool,
+                  report: Callable[[str], None]) -> PreparedShape:  # fmt: skip
+    """Load, hash and export once per shape; a failure is kept in ``setup_error`` or ``graph_errors``."""
+    loader = model.create(shapes)
+    tag = shape_tag(loader.example_shapes)
+    cls = model.loader_class
+    prepared = PreparedShape(model.name, tag, tuple(map(tuple, loader.example_shapes)), loader.config,
+                             LoaderRef(cls.__module__, inspect.getfile(cls), cls.__qualname__),
+                             model_dir / "cache" / safe_component(tag))  # fmt: skip
+    try:
+        prepared = _load(prepared, loader, calibration_samples)
+    except Exception as exc:
+        report(f"{model.name} {tag}: cannot prepare inputs or module: {one_line(exc)}")
+        return dataclasses.replace(prepared, setup_error=one_line(exc))
+    return _export(prepared, exporter, report) if needs_onnx else prepared
+
+
+def _load(prepared: PreparedShape, loader, calibration_samples: int) -> PreparedShape:
+    inputs = tuple(loader.runtime_inputs())
+    start = time.perf_counter()
+    module = loader.load_pytorch_module().eval()
+    load_s = time.perf_counter() - start
+    dataset = loader.load_dataset()
+    calibration = loader.load_calibration_data()
+    if calibration is None and dataset is not None:
+        calibration = [take_samples(x, spec, 0, min(calibration_samples, x.shape[spec.batch_axis or 0]))
+                       for spec, x in zip(loader.config.inputs, dataset[0])]  # fmt: skip
+    calibration = tuple(calibration if calibration is not None else inputs)
+    return dataclasses.replace(prepared, module=module, inputs=inputs, dataset=dataset, calibration=calibration, load_s=load_s,
+                               parameters=sum(p.numel() for p in module.parameters()), model_digest=model_digest(module, loader.config),
+                               data_digest=_data_digest(calibration, dataset))  # fmt: skip
+
+
+def _data_digest(calibration, dataset) -> str:
+    """Changed labels, dataset or calibration samples make earlier accuracy and int8 results stale."""
+    arrays = list(calibration or [])
+    if dataset is not None:
+        arrays += list(dataset[0]) + ([np.asarray(dataset[1])] if dataset[1] is not None else [])
+    return calibration_digest([{str(i): a for i, a in enumerate(arrays)}])
+
+
+def _export(prepared: PreparedShape, exporter: str, report: Callable[[str], None]) -> PreparedShape:
+    path = prepared.cache_dir / "model.onnx"
+    key = export_settings(prepared.model_digest, list(prepared.inputs), exporter)
+    where = f"{prepared.model} {prepared.tag}"
+
+    def build(target: Path) -> dict:
+        r = export_onnx(prepared.module, list(prepared.inputs), prepared.config, target, exporter=exporter)
+        return {"export_s": r.seconds, "onnx_nodes": r.node_count, "onnx_size_mb": r.size_mb, "exporter": r.exporter,
+                "opset": r.opset, "export_max_abs_error": r.max_abs_error}  # fmt: skip
+
+    start = time.perf_counter()
+    try:
+        info, reused, why = cached_build(path, key, build)
+    except Exception as exc:
+        report(f"{where}: ONNX export failed: {one_line(exc)}")
+        return dataclasses.replace(prepared, graph_errors={"fp32": one_line(exc)}, conversion_s=time.perf_counter() - start)
+    export = ExportInfo.from_dict({**info, "export_from_cache": reused})
+    if reused:
+        report(f"{where}: ONNX {why}: {path}")
+    else:
+        if why != "not cached":
+            report(f"{where}: ONNX export {why}")
+        report(f"{where}: exported {path} in {export.export_s:.1f} s, {export.onnx_nodes} nodes, matches PyTorch "
+               f"(max abs error {export.export_max_abs_error:.2e})")  # fmt: skip
+    return dataclasses.replace(prepared, export=export, graphs={"fp32": path}, conversion_s=time.perf_counter() - start)
+
+
+def build_graphs(prepared: PreparedShape, names: list[str]) -> PreparedShape:
+    """Make (or reuse) each named ONNX graph from the fp32 export; a failure is kept per graph."""
+    if "fp32" not in prepared.graphs:
+        return prepared
+    graphs, errors, start = dict(prepared.graphs), dict(prepared.graph_errors), time.perf_counter()
+    source = prepared.graphs["fp32"]
+    for name in names:
+        target = prepared.cache_dir / f"model_{name}.onnx"
+        try:
+            build_graph(name, source, target, list(prepared.calibration or ()), list(prepared.config.inputs))
+            graphs[name] = target
+        except Exception as exc:
+            errors[name] = one_line(exc)
+    return dataclasses.replace(prepared, graphs=graphs, graph_errors=errors, conversion_s=prepared.conversion_s + time.perf_counter() - start)
+
+
+def batch_inputs(config: ModelConfig, inputs, batch_size: int) -> dict[str, np.ndarray]:
+    return {spec.name: make_batch(x, spec, batch_size) for spec, x in zip(config.inputs, inputs)}
+
+
+def varied_inputs(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inputs unlike the timed ones: an engine that answers them with stale or constant outputs is caught.
+    Floats are scaled and shifted; integers (token ids, indices) are rolled along their last axis, so they
+    stay valid values for the model."""
+    varied = {}
+    for name, x in inputs.items():
+        if np.issubdtype(x.dtype, np.floating):
+            varied[name] = np.ascontiguousarray(x * 0.5 + 0.25, dtype=x.dtype)
+        elif x.ndim and x.shape[-1] > 1 and x.dtype != np.bool_:
+            varied[name] = np.ascontiguousarray(np.roll(x, 1, axis=-1))
+        else:
+            varied[name] = x
+    return varied
+
+
+def write_references(prepared: PreparedShape, batch_size: int, accuracy_limit: int | None) -> Path:
+    """The batch's inputs and PyTorch fp32 outputs (timed and varied inputs, and over the dataset), written
+    once for every experiment of this batch size; raises when the model cannot take the batch."""
+    from framework.torch_outputs import reference_outputs
+
+    config, module = prepared.config, prepared.module
+    batch = batch_inputs(config, prepared.inputs, batch_size)
+    on_dataset = {}
+    if prepared.dataset is not None:
+        on_dataset = evaluate(lambda feed: reference_outputs(module, config, feed), config, prepared.dataset, 64, accuracy_limit)[1]
+    path = prepared.cache_dir / f"inputs_references_bs{batch_size}.npz"
+    return write_shape_data(path, list(prepared.inputs), reference_outputs(module, config, batch),
+                            reference_outputs(module, config, varied_inputs(batch)), on_dataset)  # fmt: skip
