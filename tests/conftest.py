@@ -31,3 +31,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False here"))
         if "tensorrt" in item.keywords and not has_tensorrt:
             item.add_marker(pytest.mark.skip(reason="needs the tensorrt package, which is not importable here"))
+
+
+def summaries(root) -> list[dict]:
+    """Every result under ``root`` as its summary.json says it (the file format users and scripts read)."""
+    from framework.results.store import load_results
+
+    return [r.to_json() for r in load_results(root)]

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from framework.cli import main
-from framework.results.store import SUMMARY_COLUMNS
+from framework.results.tables import CSV, columns
 from tests.conftest import FIXTURE_MODELS
 
 
@@ -28,7 +28,7 @@ def test_run_writes_every_result_file_with_sane_values(tmp_path):
     assert run("tiny_cnn", "--output", str(tmp_path), "--batch-sizes", "1,2", "--shapes", "[(16,16,3)]", "[(24,20,3)]") == 0
     model_dir = tmp_path / "tiny_cnn"
     rows = read_summary(model_dir)
-    assert list(rows[0]) == SUMMARY_COLUMNS
+    assert list(rows[0]) == [c.name for c in columns(CSV)]
     assert len(rows) == 2 * 2 * 2  # shapes x batch sizes x engines
     assert {(r["shape"], r["engine"], r["batch_size"]) for r in rows} == {
         (s, e, b) for s in ("16x16x3", "24x20x3") for e in ("pytorch-cpu", "onnxruntime-cpu") for b in ("1", "2")
@@ -48,14 +48,14 @@ def test_run_writes_every_result_file_with_sane_values(tmp_path):
     assert latencies[0] == "iteration,latency_ms" and len(latencies) == 9
     summary = json.loads((experiment / "summary.json").read_text())
     assert summary["engine_settings"]["providers"] == ["CPUExecutionProvider"]
-    assert summary["onnx_nodes"] > 0 and summary["export_s"] > 0 and summary["parameters"] == 3 * 4 * 9 + 4 + 4 * 5 + 5
+    assert summary["export"]["onnx_nodes"] > 0 and summary["export"]["export_s"] > 0 and summary["parameters"] == 3 * 4 * 9 + 4 + 4 * 5 + 5
     assert summary["clock"] == "perf_counter_ns" and summary["warmup"] == 2
     assert summary["load_s"] > 0 and summary["first_inference_ms"] > 0 and summary["build_s"] >= 0
     env = json.loads((model_dir / "environment.json").read_text())
     assert env["cpu_cores_logical"] >= 1 and env["packages"]["torch"] and env["packages"]["onnx"]
     table = (model_dir / "summary.md").read_text()
     assert "## shape 16x16x3" in table and table.count("| onnxruntime-cpu | fp32 |") == 4
-    assert table.count("| ok") == 8 and "INVALID" not in table  # "ok", or "ok (warning: ...)" when CV > 10%
+    assert table.count("| valid") == 8 and "INVALID" not in table  # "valid", or "valid; warning: ..." when CV > 10%
     assert "n/a" in table  # p99 of 8 samples is shown as not available
     for shape in ("16x16x3", "24x20x3"):
         plot = model_dir / "plots" / shape / "cpu_time_measurements.jpg"

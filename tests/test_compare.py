@@ -5,7 +5,9 @@ import pytest
 
 from framework.cli import main
 from framework.results.compare import bootstrap_ratio_ci, compare, mann_whitney_u, verdict
-from framework.results.store import write_json, write_latencies
+from framework.files import write_json
+from framework.results.record import Experiment, Result, Samples
+from framework.results.store import save_result
 
 ENV = {"cpu_model": "Test CPU", "python": "3.11.7", "gpus": [], "packages": {"torch": "2.14.1", "onnxruntime": "1.32.0"}}
 
@@ -16,12 +18,11 @@ def write_run(root, medians_ms: dict, env=ENV, seed=0, validity="valid", process
     rng = np.random.default_rng(seed)
     write_json(root / "m" / "environment.json", env)
     for engine, median in medians_ms.items():
-        folder = root / "m" / "8x8" / f"{engine}__fp32__bs1"
+        experiment = Experiment("m", "8x8", ((8, 8),), engine, "fp32", 1)
         samples = median * (1 + 0.01 * rng.standard_normal(200))
-        write_latencies(folder / "latencies.csv", tuple(int(v * 1e6) for v in samples))
-        write_json(folder / "summary.json", {"model": "m", "shape_tag": "8x8", "engine": engine, "precision": "fp32",
-                                             "batch_size": 1, "status": "ok", "validity": validity, "invalid_reasons": [],
-                                             "process_medians_ms": (process_medians or {}).get(engine)})  # fmt: skip
+        result = Result(experiment, "test", "cpu", "ok", validity=validity, samples=Samples(tuple(int(v * 1e6) for v in samples)),
+                        process_medians_ms=(process_medians or {}).get(engine))  # fmt: skip
+        save_result(experiment.folder(root), result)
     return root
 
 

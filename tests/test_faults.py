@@ -15,7 +15,7 @@ import pytest
 
 from framework.cli import main
 from framework.locking import LOCK_NAME
-from framework.results.store import read_record
+from framework.results.store import load_result
 from tests.conftest import FIXTURE_MODELS
 
 FAST = ["--iterations", "3", "--warmup", "0", "--min-duration", "0", "--quiet"]
@@ -310,7 +310,7 @@ def test_resume_measures_again_when_settings_change_or_force_is_given(measured, 
     stamp = path.stat().st_mtime_ns
     assert main(["run", "healthy", "--models-dir", str(models), "--output", str(out), "--engines", "onnxruntime-cpu",
                  "--iterations", "5", "--warmup", "0", "--min-duration", "0", "--quiet"]) == 0  # fmt: skip
-    assert path.stat().st_mtime_ns != stamp and read_record(path.parent)["latency"]["n"] == 5
+    assert path.stat().st_mtime_ns != stamp and load_result(path.parent).latency.n == 5
 
 
 def test_resume_measures_again_an_experiment_whose_graph_recipe_changed(measured, tmp_path, monkeypatch):

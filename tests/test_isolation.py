@@ -10,7 +10,7 @@ import pytest
 
 from framework.artifacts.cache import cached_build, is_current
 from framework.cli import main
-from framework.results.store import load_experiments
+from framework.results.store import load_results
 from tests.conftest import FIXTURE_MODELS
 
 FAST = ["--models-dir", str(FIXTURE_MODELS), "--iterations", "5", "--warmup", "1", "--min-duration", "0", "--quiet"]
@@ -19,28 +19,28 @@ FAST = ["--models-dir", str(FIXTURE_MODELS), "--iterations", "5", "--warmup", "1
 def test_isolated_and_in_process_runs_record_the_same_experiment(tmp_path):
     for mode, extra in (("isolated", []), ("in_process", ["--in-process"])):
         assert main(["run", "tiny_two_inputs", "--output", str(tmp_path / mode), "--engines", "onnxruntime-cpu,pytorch-cpu", *FAST, *extra]) == 0
-    isolated, in_process = (sorted(load_experiments(tmp_path / m), key=lambda r: r["engine"]) for m in ("isolated", "in_process"))
+    isolated, in_process = (sorted(load_results(tmp_path / m), key=lambda r: r.experiment.engine) for m in ("isolated", "in_process"))
     for a, b in zip(isolated, in_process):
-        assert (a["engine"], a["status"], a["validity"]) == (b["engine"], "ok", "valid")
-        assert a["isolated"] is True and b["isolated"] is False
-        assert a["agreement"]["worst"]["max_abs_error"] == pytest.approx(b["agreement"]["worst"]["max_abs_error"], abs=1e-6)
-        assert (tmp_path / "isolated" / "tiny_two_inputs").joinpath(*a["_dir"].split("tiny_two_inputs/")[1].split("/"), "job.json").exists()
-    assert "latency" in isolated[0] and isolated[0]["latency"]["n"] >= 5
+        assert (a.experiment, a.status, a.validity) == (b.experiment, "ok", "valid")
+        assert a.isolated is True and b.isolated is False
+        assert a.agreement.worst.max_abs_error == pytest.approx(b.agreement.worst.max_abs_error, abs=1e-6)
+        assert a.experiment.folder(tmp_path / "isolated").joinpath("job.json").exists()
+        assert b.experiment.folder(tmp_path / "in_process").joinpath("job.json").exists() is False
+    assert isolated[0].latency.n >= 5 and len(isolated[0].samples.latencies_ns) == isolated[0].latency.n
 
 
 def test_repeats_run_k_processes_and_keep_each_ones_median(tmp_path):
     assert main(["run", "tiny_cnn", "--output", str(tmp_path), "--engines", "onnxruntime-cpu,pytorch-cpu", "--repeats", "3", *FAST]) == 0
-    records = load_experiments(tmp_path)
-    assert len(records) == 2  # the per-process summaries under repeats/ are not experiments of their own
-    for record in records:
-        assert record["repeats"] == 3 and len(record["process_medians_ms"]) == 3
-        assert record["latency"]["n"] == sum(
-            json.loads((tmp_path / "tiny_cnn" / "16x16x3" / f"{record['engine']}__fp32__bs1" / "repeats" / str(k) / "summary.json").read_text())["latency"]["n"]
-            for k in range(3)
-        )  # fmt: skip
-        with open(f"{record['_dir']}/latencies.csv") as handle:
+    results = load_results(tmp_path)
+    assert len(results) == 2  # the per-process summaries under repeats/ are not experiments of their own
+    for result in results:
+        assert result.repeats == 3 and len(result.process_medians_ms) == 3
+        folder = result.experiment.folder(tmp_path)
+        assert result.latency.n == sum(json.loads((folder / "repeats" / str(k) / "summary.json").read_text())["latency"]["n"] for k in range(3))
+        with open(folder / "latencies.csv") as handle:
             rows = list(csv.DictReader(handle))
-        assert len(rows) == record["latency"]["n"] and {r["process"] for r in rows} == {"0", "1", "2"}
+        assert len(rows) == result.latency.n and {r["process"] for r in rows} == {"0", "1", "2"}
+        assert set(result.samples.processes) == {0, 1, 2}
     assert main(["run", "tiny_cnn", "--output", str(tmp_path / "x"), "--repeats", "2", "--in-process", *FAST]) == 2
 
 
@@ -73,24 +73,25 @@ def test_export_cache_key_follows_the_weights(tmp_path):
     meta = out / "tiny_cnn" / "cache" / "16x16x3" / "model.onnx.meta.json"
     first = json.loads(meta.read_text())
     assert main([*args, "--force"]) == 0
-    assert json.loads(meta.read_text()) == first and json.loads(summary.read_text())["export_from_cache"] is True
+    assert json.loads(meta.read_text()) == first and json.loads(summary.read_text())["export"]["export_from_cache"] is True
     load = plugins / "tiny_cnn" / "load.py"
     load.write_text(load.read_text().replace("torch.manual_seed(0)", "torch.manual_seed(1)"))
     assert main(args) == 0  # no --force: the fingerprint changed with the weights
     second = json.loads(meta.read_text())
     assert second["settings"]["model_sha256"] != first["settings"]["model_sha256"]
-    assert json.loads(summary.read_text())["export_from_cache"] is False
+    assert json.loads(summary.read_text())["export"]["export_from_cache"] is False
 
 
 def test_latency_columns_of_different_lengths_are_all_kept(tmp_path):
     """GPU engines time latency-all and latency-model in two loops whose sample counts differ."""
-    from framework.results.store import read_latencies_ms, write_latencies
+    from framework.files import write_atomic
+    from framework.results.record import Samples
+    from framework.results.store import latencies_csv, read_samples
 
     path = tmp_path / "latencies.csv"
-    write_latencies(path, [1_000_000, 2_000_000, 3_000_000], [500_000])
-    assert read_latencies_ms(path) == [1.0, 2.0, 3.0] and read_latencies_ms(path, "latency_model_ms") == [0.5]
-    write_latencies(path, [1_000_000], [500_000, 600_000])
-    assert read_latencies_ms(path) == [1.0] and read_latencies_ms(path, "latency_model_ms") == [0.5, 0.6]
+    for samples in (Samples((1_000_000, 2_000_000, 3_000_123), (500_000,)), Samples((1_000_000,), (500_000, 600_001))):
+        write_atomic(path, latencies_csv(samples))
+        assert read_samples(path) == samples  # nanoseconds survive the file exactly
 
 
 def test_new_dataset_labels_make_earlier_results_stale(tmp_path):
