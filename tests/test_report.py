@@ -8,20 +8,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from framework.cli import main
+from framework.errors import DeployBenchError
+from framework.files import write_json
 from framework.measure.monitor import other_processes_warning, waiting_ancestors
-from framework.results.store import write_json, write_latencies
-from tests.conftest import FIXTURE_MODELS
+from framework.report.figures import FIGURES
+from framework.report.publish import publish
+from tests.test_figures import check_jpeg, make_result, save_all
 
 REPO = Path(__file__).resolve().parents[1]
 
 CPU_PLOTS = ["cpu_time_measurements.jpg", "cpu_mb_measurements.jpg", "cpu_pct_util_measurements.jpg", "latency_bars.jpg",
              "throughput_vs_batch.jpg", "accuracy_vs_latency.jpg"]  # fmt: skip
 GPU_PLOTS = ["cuda_time_measurements.jpg", "gpu_0_mb_measurements.jpg", "gpu_0_pct_util_measurements.jpg"]
+BATCHES = (1, 32, 256)  # numeric order differs from text order (1, 256, 32)
 
 
 SYNTHETIC_LOAD = """
@@ -103,85 +104,90 @@ def test_nvml_sampler_sees_its_memory_and_other_processes_but_not_its_waiting_pa
     assert parent_block.sum().item() == parent_block.numel()
 
 
-def add_gpu_experiment(model_dir):
-    """A GPU experiment as a GPU run saves it (latency-all and latency-model, an NVML timeline), so the GPU
-    figures are drawn and checked on a machine without a GPU."""
-    folder = model_dir / "16x16x3" / "pytorch-cuda__fp16__bs1"
-    rng = np.random.default_rng(0)
-    write_latencies(folder / "latencies.csv", [int(v) for v in 1.2e6 + 2e4 * rng.standard_normal(300)],
-                    [int(v) for v in 0.9e6 + 1e4 * rng.standard_normal(280)])  # fmt: skip
-    t = np.arange(-0.2, 1.0, 0.02)
-    rows = ["t_s,rss_mb,cpu_pct,gpu_util_pct,gpu_mem_used_mb,process_gpu_mem_mb,sm_clock_mhz,temperature_c,power_w,clock_event_reasons"]
-    rows += [f"{x:.3f},900,100,{80 + 5 * np.sin(x)},2100,1500,1980,45,300,0" for x in t]
-    (folder / "resources.csv").write_text("\n".join(rows) + "\n")
-    latency = {"n": 300, "mean_ms": 1.2, "median_ms": 1.2, "max_ms": 1.3, "median_ci99_low_ms": 1.19, "median_ci99_high_ms": 1.21,
-               "throughput_items_per_s": 830.0, "cv": 0.02, "timed_region_s": 1.0}  # fmt: skip
-    write_json(folder / "summary.json", {
-        "model": "tiny_cnn", "shape_tag": "16x16x3", "engine": "pytorch-cuda", "device": "cuda", "precision": "fp16", "batch_size": 1,
-        "status": "ok", "validity": "valid", "invalid_reasons": [], "warnings": [], "latency": latency,
-        "latency_model": {**latency, "mean_ms": 0.9, "median_ms": 0.9, "max_ms": 0.95, "median_ci99_low_ms": 0.89,
-                          "median_ci99_high_ms": 0.91, "throughput_items_per_s": 1100.0},
-        "agreement": {"worst": {"cosine_similarity": 0.99995, "max_abs_error": 1e-3, "has_nan_or_inf": False}},
-        "resources": {"peak_process_gpu_mem_mb": 1500, "cuda_context_mb": 500, "peak_rss_mb": 900, "rss_before_load_mb": 700},
-    })  # fmt: skip
+def sweep_results():
+    """What a CPU run of two engines x two precisions x three batch sizes leaves (pytorch-cpu int8 skipped, one
+    result INVALID), plus a GPU experiment as a GPU run saves it (latency-all and latency-model, an NVML
+    timeline), so the GPU figures are drawn and checked on a machine without a GPU."""
+    results = []
+    for i, batch in enumerate(BATCHES):
+        results += [make_result("pytorch-cpu", "fp32", batch, median_ms=0.5 + batch / 64, seed=i),
+                    make_result("pytorch-cpu", "int8", batch, status="skipped"),
+                    make_result("onnxruntime-cpu", "fp32", batch, median_ms=0.4 + batch / 80, seed=i + 10, cosine=0.9999999),
+                    make_result("onnxruntime-cpu", "int8", batch, median_ms=0.3 + batch / 120, seed=i + 20, cosine=0.995,
+                                validity="invalid" if batch == 256 else "valid")]  # fmt: skip
+    host_bound = ("host-bound: the host issues work as slowly as the GPU runs it",)
+    results.append(make_result("pytorch-cuda", "fp16", 1, median_ms=1.2, model_ms=0.9, seed=30, warnings=host_bound))
+    return results
+
+
+ENVIRONMENT = {"cpu_model": "Test CPU", "python": "3.12", "gpus": [], "packages": {"torch": "2.5"}, "cpu_int8_saturates": True,
+               "engines": {"pytorch-cpu": None, "onnxruntime-cpu": None, "tensorrt": "the tensorrt package is not installed"}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report")
-    assert main(["run", "tiny_cnn", "--models-dir", str(FIXTURE_MODELS), "--output", str(out), "--batch-sizes", "1,4",
-                 "--precisions", "fp32,int8", "--iterations", "20", "--warmup", "2", "--min-duration", "0.2", "--quiet"]) == 0  # fmt: skip
-    add_gpu_experiment(out / "tiny_cnn")
-    return out
+def published(tmp_path_factory):
+    model_dir = save_all(tmp_path_factory.mktemp("report"), sweep_results())
+    write_json(model_dir / "environment.json", ENVIRONMENT)
+    return model_dir, publish(model_dir)
 
 
-def check_image(path):
-    with Image.open(path) as image:
-        assert image.format == "JPEG", path
-        assert image.size[0] >= 700 and image.size[1] >= 350, (path, image.size)
-        pixels = np.asarray(image.convert("L"), dtype=float)
-    assert pixels.std() > 10, f"{path.name} is blank"
+def test_publish_rebuilds_every_plot_table_and_page_from_saved_data(published):
+    model_dir, done = published
+    plots = model_dir / "plots" / "16x16x3"
+    assert sorted(p.name for p in plots.glob("*.jpg")) == sorted(CPU_PLOTS + GPU_PLOTS) == sorted(p.name for p in done.plots)
+    for path in done.plots:
+        check_jpeg(path)
+    assert (done.report_md, done.report_html) == (model_dir / "report.md", model_dir / "report.html") and done.experiments == 13
+    assert done.tables == (model_dir / "summary.csv", model_dir / "summary.md") and all(p.is_file() for p in done.tables)
+    assert len((model_dir / "summary.csv").read_text().splitlines()) == 14
 
 
-def test_plot_and_report_rebuild_every_file_from_saved_data(results, capsys):
-    plots = results / "tiny_cnn" / "plots" / "16x16x3"
-    for old in plots.glob("*.jpg"):
-        old.unlink()
-    assert main(["plot", "tiny_cnn", "--output", str(results)]) == 0
-    assert sorted(p.name for p in plots.glob("*.jpg")) == sorted(CPU_PLOTS + GPU_PLOTS)
-    for path in plots.glob("*.jpg"):
-        check_image(path)
-    assert main(["report", "tiny_cnn", "--output", str(results)]) == 0
-    assert "report: " in capsys.readouterr().out
-
-
-def test_report_lists_every_experiment_and_links_every_plot(results):
-    assert main(["report", "tiny_cnn", "--output", str(results)]) == 0
-    model_dir = results / "tiny_cnn"
+def test_report_lists_every_experiment_and_links_every_plot(published):
+    model_dir, _ = published
     text = (model_dir / "report.md").read_text()
-    experiments = [json.loads(p.read_text()) for p in model_dir.rglob("summary.json")]
-    assert len(experiments) == 9  # 2 engines x 2 precisions x 2 batches (pytorch-cpu int8 skipped) + the GPU one
-    for record in experiments:
-        section = text.split(f"### Batch size {record['batch_size']}")[1].split("###")[0]
-        assert f"| {record['engine']} | {record['precision']} |" in section
-    assert "skipped: pytorch-cpu does not run int8" in text
-    environment = json.loads((model_dir / "environment.json").read_text())
-    assert ("This CPU has no VNNI: its int8 graph for ONNX Runtime CPU quantizes weights to 7 bits" in text) is environment["cpu_int8_saturates"]
-    engines = environment["engines"]
-    assert engines["onnxruntime-cpu"] is None and engines["pytorch-cpu"] is None
-    missing = [name for name, why in engines.items() if why]
-    if missing:  # this machine's absent engines are named with their reason, not silently left out
-        line = next(line for line in text.splitlines() if line.startswith("Engines this machine cannot run"))
-        assert all(f"{name} ({engines[name]})" in line for name in missing)
-    assert "| pytorch-cuda | fp16 | valid | 1.200 / 1.300 | 0.900 / 0.950 |" in text and "| 1,500 (500) |" in text
-    links = re.findall(r"!\[[^\]]*\]\((plots/[^)]+)\)", text)
-    assert sorted(link.rsplit("/", 1)[1] for link in links) == sorted(CPU_PLOTS + GPU_PLOTS)
-    assert all((model_dir / link).exists() for link in links)
+    for result in sweep_results():
+        e = result.experiment
+        section = text.split(f"### Batch size {e.batch_size}\n")[1].split("###")[0]
+        assert f"| {e.engine} | {e.precision} |" in section, e.name
+    assert "skipped: pytorch-cpu does not run int8" in text and "INVALID: outputs disagree with PyTorch fp32" in text
+    positions = [text.index(f"### Batch size {b}\n") for b in BATCHES]
+    assert positions == sorted(positions), "batch sizes in numeric order"
+    assert "This CPU has no VNNI: its int8 graph for ONNX Runtime CPU quantizes weights to 7 bits" in text
+    assert "tensorrt (the tensorrt package is not installed)" in text and "Some GPU results are host-bound" in text
+    gpu_row = next(line for line in text.splitlines() if line.startswith("| pytorch-cuda | fp16 | valid; warning: host-bound"))
+    assert re.search(r"\| 1\.2\d\d / \d\.\d{3} \| 0\.9\d\d / \d\.\d{3} \|", gpu_row), gpu_row  # latency-all, latency-model
+    assert gpu_row.endswith("| 900 (+200) | 1,500 (500) |"), gpu_row  # peak RSS (engine's own), peak GPU (CUDA context)
+    links = re.findall(r"!\[([^\]]*)\]\((plots/[^)]+)\)", text)
+    assert sorted(link.rsplit("/", 1)[1] for _, link in links) == sorted(CPU_PLOTS + GPU_PLOTS)
+    captions = {f.filename: f.caption for f in FIGURES}
+    assert all(caption == captions[link.rsplit("/", 1)[1]] for caption, link in links)
+    assert [link.rsplit("/", 1)[1] for _, link in links] == [f.filename for f in FIGURES if f.filename in CPU_PLOTS + GPU_PLOTS]
     page = (model_dir / "report.html").read_text()
-    assert page.count('src="data:image/jpeg;base64,') == len(links) and page.count("<table>") == 2
+    assert page.count('src="data:image/jpeg;base64,') == len(links) and page.count("<table>") == len(BATCHES)
     assert "<td>onnxruntime-cpu</td><td>int8</td>" in page
 
 
-def test_report_of_a_model_never_measured_is_refused(tmp_path, capsys):
-    assert main(["report", "ghost", "--output", str(tmp_path)]) == 2
-    assert "no saved experiments in" in capsys.readouterr().err
+def test_a_figure_with_nothing_left_to_show_is_removed_and_not_linked(tmp_path):
+    model_dir = save_all(tmp_path, sweep_results())
+    publish(model_dir)
+    gpu = make_result("pytorch-cuda", "fp16", 1)
+    for name in ("summary.json", "latencies.csv", "resources.csv"):
+        (gpu.experiment.folder(tmp_path) / name).unlink()
+    done = publish(model_dir, keep_outliers=True, tables=False)
+    assert sorted(p.name for p in done.plots) == sorted(CPU_PLOTS) and done.tables == ()
+    assert not any((model_dir / "plots" / "16x16x3" / name).exists() for name in GPU_PLOTS)
+    assert "cuda_time_measurements.jpg" not in (model_dir / "report.md").read_text()
+
+
+def test_publish_without_report_writes_no_page(tmp_path):
+    model_dir = save_all(tmp_path, [make_result("pytorch-cpu", "fp32", 1)])
+    done = publish(model_dir, report=False)
+    assert done.report_md is done.report_html is None and not (model_dir / "report.md").exists() and done.plots
+
+
+def test_report_of_a_model_never_measured_is_refused(tmp_path):
+    with pytest.raises(DeployBenchError, match="no saved experiments in"):
+        publish(tmp_path / "ghost")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DeployBenchError, match="no saved experiments in"):
+        publish(tmp_path / "empty")

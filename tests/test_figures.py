@@ -1,0 +1,185 @@
+"""The figure registry and its draw functions, on results built here (no sweep run): every figure is one
+``Figure``, drawn from ``Result`` objects alone; the report package has no import cycle and stays small."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from framework.measure.stats import latency_summary
+from framework.measure.timing import Timing
+from framework.report.comparisons import pareto_front, valid_only
+from framework.report.figures import FIGURES, FigureOptions, draw_shape
+from framework.report.latency import series_of
+from framework.report.resources import parse_timeline
+from framework.report.style import engine_color, hatch, line_style, marker, marker_legend
+from framework.results.record import Accuracy, Agreement, AgreementFigures, Experiment, Resources, Result, Samples
+from framework.results.store import save_result
+
+REPORT_PACKAGE = Path(__file__).resolve().parents[1] / "framework" / "report"
+MODEL, SHAPE = "tiny_cnn", "16x16x3"
+CPU_TIMELINE = "t_s,rss_mb,cpu_pct"
+GPU_TIMELINE = "t_s,rss_mb,cpu_pct,gpu_util_pct,gpu_mem_used_mb,process_gpu_mem_mb,sm_clock_mhz,temperature_c,power_w,clock_event_reasons"
+
+
+def _samples_ns(median_ms: float, n: int, seed: int, outliers: int = 3) -> tuple[int, ...]:
+    rng = np.random.default_rng(seed)
+    values = median_ms * (1 + 0.02 * rng.standard_normal(n))
+    values[rng.choice(n, size=min(outliers, n), replace=False)] *= 3  # hiccups the plots hide by default
+    return tuple(int(v * 1e6) for v in values)
+
+
+def _stats(ns: tuple[int, ...], batch: int, clock: str):
+    return latency_summary(Timing(ns, elapsed_ns=int(sum(ns) * 1.05), warmup=2, clock=clock), batch)
+
+
+def _timeline(gpu: bool, seed: int) -> str:
+    rows = [GPU_TIMELINE if gpu else CPU_TIMELINE]
+    for t in np.arange(-0.2, 1.0, 0.02):
+        row = f"{t:.4f},{700 + 50 * seed + 100 * (t > 0):.1f},{90 + 10 * np.sin(5 * t + seed):.1f}"
+        rows.append(row + (f",{80 + 5 * np.sin(t)},2100,1500,1980,45,300,none" if gpu else ""))
+    return "\n".join(rows) + "\n"
+
+
+def make_result(engine: str, precision: str, batch: int, *, n: int = 300, median_ms: float = 1.0, validity: str = "valid",
+                status: str = "ok", model_ms: float | None = None, cosine: float = 0.99999, top1: float | None = None,
+                seed: int = 0, warnings: tuple[str, ...] = (), shape: str = SHAPE) -> Result:  # fmt: skip
+    """A result as a run saves it: samples, statistics, agreement and a resource timeline (NVML's for GPU engines)."""
+    device = "cuda" if "cuda" in engine or "tensorrt" in engine else "cpu"
+    experiment = Experiment(MODEL, shape, ((1, 3, 16, 16),), engine, precision, batch)
+    if status != "ok":
+        return Result(experiment, runtime="test", device=device, status=status, reason=f"{engine} does not run {precision}")
+    ns = _samples_ns(median_ms, n, seed)
+    model_ns = _samples_ns(model_ms, n - 20, seed + 1) if model_ms else None
+    worst = AgreementFigures(max_abs_error=1e-4, mean_abs_error=1e-5, share_close=1.0, cosine_similarity=cosine,
+                             relative_l2_error=1e-4, has_nan_or_inf=False, rtol=1e-3, atol=1e-4, all_close=True)  # fmt: skip
+    gpu = dict(peak_process_gpu_mem_mb=1500.0, cuda_context_mb=500.0) if device == "cuda" else {}
+    return Result(
+        experiment, runtime="test", device=device, status=status, validity=validity, warnings=warnings,
+        invalid_reasons=("outputs disagree with PyTorch fp32",) if validity == "invalid" else (),
+        latency=_stats(ns, batch, "perf_counter_ns"), latency_model=_stats(model_ns, batch, "cuda_events") if model_ns else None,
+        agreement=Agreement(worst), accuracy=Accuracy(1000, top1, min(1.0, top1 + 0.05)) if top1 is not None else None,
+        samples=Samples(ns, model_ns), timeline_csv=_timeline(device == "cuda", seed), parameters=1234, model_size_mb=0.1,
+        resources=Resources(peak_rss_mb=900.0, rss_before_load_mb=700.0, **gpu),
+    )  # fmt: skip
+
+
+def save_all(output: Path, results: list[Result]) -> Path:
+    for result in results:
+        save_result(result.experiment.folder(output), result)
+    return output / MODEL
+
+
+def check_jpeg(path: Path, min_size=(700, 350)) -> None:
+    assert path.is_file() and path.stat().st_size > 0, path
+    with Image.open(path) as image:
+        assert image.format == "JPEG", path
+        assert image.size[0] >= min_size[0] and image.size[1] >= min_size[1], (path, image.size)
+        pixels = np.asarray(image.convert("L"), dtype=float)
+    assert pixels.std() > 10, f"{path.name} is blank"
+
+
+def test_the_registry_names_each_plot_once_with_a_caption():
+    names = [f.filename for f in FIGURES]
+    assert len(set(names)) == len(names) and all(n.endswith(".jpg") for n in names)
+    assert all(f.caption and callable(f.draw) for f in FIGURES)
+    assert names[:5] == ["cpu_time_measurements.jpg", "cuda_time_measurements.jpg", "latency_bars.jpg",
+                         "throughput_vs_batch.jpg", "accuracy_vs_latency.jpg"]  # fmt: skip
+
+
+def test_precision_styles_come_from_the_precision_table():
+    from framework.precisions import PRECISIONS
+
+    for name, p in PRECISIONS.items():
+        assert (line_style(name), marker(name), hatch(name)) == (p.line_style, p.marker, p.hatch)
+    assert marker_legend() == "circle fp32, square fp16, diamond int8"
+    assert engine_color("pytorch-cpu") == "#1f77b4" and engine_color("some-new-engine") == engine_color("some-new-engine")
+
+
+def test_outliers_are_hidden_unless_kept_and_counted():
+    result = make_result("onnxruntime-cpu", "fp32", 1, n=200)
+    hidden = series_of(result, keep_outliers=False)
+    kept = series_of(result, keep_outliers=True)
+    assert hidden.hidden == 3 and np.isnan(hidden.values).sum() == 3 and hidden.values.size == 200
+    assert kept.hidden == 0 and not np.isnan(kept.values).any()
+
+
+def test_gpu_series_are_device_time():
+    result = make_result("pytorch-cuda", "fp16", 1, median_ms=1.2, model_ms=0.9)
+    values = series_of(result, keep_outliers=True).values
+    assert values.size == 280 and abs(np.median(values) - 0.9) < 0.05
+
+
+def test_comparisons_leave_invalid_results_out_and_say_how_many():
+    results = [make_result("pytorch-cpu", "fp32", 1), make_result("onnxruntime-cpu", "int8", 1, validity="invalid")]
+    valid, title = valid_only(results, "m")
+    assert [r.experiment.engine for r in valid] == ["pytorch-cpu"] and title == "m (1 invalid results left out)"
+    assert valid_only(results[:1], "m")[1] == "m"
+
+
+def test_pareto_front():
+    assert pareto_front([(1.0, 0.9), (2.0, 0.95), (1.5, 0.8), (3.0, 0.95)]) == [0, 1]
+
+
+def test_timeline_columns_that_are_not_numbers_are_nan():
+    columns = parse_timeline(_timeline(True, 0))
+    assert columns["gpu_util_pct"][0] == pytest.approx(80 + 5 * np.sin(-0.2)) and np.isnan(columns["clock_event_reasons"]).all()
+
+
+def test_figures_with_nothing_to_show_are_not_drawn_and_stale_files_go(tmp_path):
+    stale = tmp_path / "gpu_0_mb_measurements.jpg"
+    stale.write_bytes(b"old")
+    results = [make_result("pytorch-cpu", "fp32", b, top1=0.9 + 0.01 * b, seed=b) for b in (1, 4)]
+    written = draw_shape(results, tmp_path, "tiny_cnn, shape 16x16x3", FigureOptions())
+    assert sorted(p.name for p in written) == sorted(["cpu_time_measurements.jpg", "latency_bars.jpg", "throughput_vs_batch.jpg",
+                                                      "accuracy_vs_latency.jpg", "cpu_mb_measurements.jpg",
+                                                      "cpu_pct_util_measurements.jpg"])  # fmt: skip
+    assert not stale.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
+    for path in written:
+        check_jpeg(path)
+
+
+def test_only_invalid_results_draw_no_comparison(tmp_path):
+    results = [make_result("pytorch-cpu", "fp32", 1, validity="invalid")]
+    written = {p.name for p in draw_shape(results, tmp_path, "t", FigureOptions())}
+    assert "cpu_time_measurements.jpg" in written and not written & {"latency_bars.jpg", "throughput_vs_batch.jpg", "accuracy_vs_latency.jpg"}
+
+
+def _report_modules() -> dict[str, ast.Module]:
+    return {p.stem: ast.parse(p.read_text()) for p in sorted(REPORT_PACKAGE.glob("*.py"))}
+
+
+def test_the_report_package_has_no_import_cycle():
+    edges = {}
+    for name, tree in _report_modules().items():
+        imported = set()
+        for node in ast.walk(tree):  # function-level imports count too: a lazy import hides a cycle, not removes it
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("framework.report."):
+                imported.add(node.module.rsplit(".", 1)[1])
+            elif isinstance(node, ast.Import):
+                imported |= {a.name.rsplit(".", 1)[1] for a in node.names if a.name.startswith("framework.report.")}
+        edges[name] = imported
+    assert edges["style"] == set()
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, " -> ".join((*path, name))
+        if name not in done:
+            for other in edges.get(name, ()):
+                visit(other, (*path, name))
+            done.add(name)
+
+    for name in edges:
+        visit(name, ())
+
+
+def test_report_files_and_functions_stay_small():
+    for name, tree in _report_modules().items():
+        assert len((REPORT_PACKAGE / f"{name}.py").read_text().splitlines()) < 400, name
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert node.end_lineno - node.lineno + 1 < 50, f"{name}.{node.name}"
