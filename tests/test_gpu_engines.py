@@ -49,7 +49,8 @@ def test_tensorrt_provider_without_tensorrt_libraries_is_unavailable_not_measure
 
 
 def test_onnxruntime_cuda_graph_never_replays_stale_inputs(fixture_registry, tmp_path):
-    """With a CUDA graph, a second inference on new data must return the new answer, not the captured one."""
+    """With a CUDA graph, a second inference on new data must return the new answer, not the captured one.
+    The engine is given no PyTorch module: its output buffers are sized from ONNX Runtime's metadata."""
     import numpy as np
     import torch
 
@@ -62,7 +63,7 @@ def test_onnxruntime_cuda_graph_never_replays_stale_inputs(fixture_registry, tmp
     module = loader.load_pytorch_module()
     (x,) = loader.runtime_inputs()
     result = export_onnx(module, [x], loader.config, tmp_path / "m.onnx")
-    engine = engine_class("onnxruntime-cuda")(ModelArtifacts(loader.config, module, {"fp32": result.path}, tmp_path), "fp32",
+    engine = engine_class("onnxruntime-cuda")(ModelArtifacts(loader.config, None, {"fp32": result.path}, tmp_path), "fp32",
                                               {"cuda_graph": True})  # fmt: skip
     engine.load()
     for data in (x, np.ascontiguousarray(x[:, :, ::-1, :] * 3.0 + 1.0)):
@@ -73,3 +74,25 @@ def test_onnxruntime_cuda_graph_never_replays_stale_inputs(fixture_registry, tmp
     step()
     stream.synchronize()
     np.testing.assert_allclose(engine._io["out"]["logits"].cpu().numpy(), module(torch.from_numpy(x)).detach().numpy(), rtol=1e-3, atol=1e-4)
+
+
+def test_onnxruntime_cuda_rebinds_for_new_shapes_without_the_pytorch_module(fixture_registry, tmp_path):
+    """Output buffers follow the batch size and image size from ONNX Runtime's metadata and the config alone."""
+    import numpy as np
+    import torch
+
+    from framework.engines import ModelArtifacts, engine_class
+    from framework.artifacts.export import export_onnx
+
+    if not ort_has_cuda():
+        pytest.skip("this onnxruntime build has no CUDAExecutionProvider")
+    loader = fixture_registry.get("tiny_cnn").create()
+    module = loader.load_pytorch_module()
+    (x,) = loader.runtime_inputs()
+    result = export_onnx(module, [x], loader.config, tmp_path / "m.onnx")
+    with engine_class("onnxruntime-cuda")(ModelArtifacts(loader.config, None, {"fp32": result.path}, tmp_path), "fp32") as engine:
+        for shape in ((1, 3, 16, 16), (4, 3, 16, 16), (2, 3, 24, 32)):
+            data = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+            got = engine.infer({"image": data})["logits"]
+            assert got.shape == (shape[0], 5)
+            np.testing.assert_allclose(got, module(torch.from_numpy(data)).detach().numpy(), rtol=1e-3, atol=1e-4)

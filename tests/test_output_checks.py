@@ -13,9 +13,9 @@ class ConstantOutputEngine(PyTorchCPUEngine):
 
     name = "constant-output"
 
-    def infer(self, inputs):
+    def _infer(self, inputs):
         if not hasattr(self, "_cached"):
-            self._cached = super().infer(inputs)
+            self._cached = super()._infer(inputs)
         return self._cached
 
 

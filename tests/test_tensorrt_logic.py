@@ -6,7 +6,7 @@ import pytest
 from framework.config import load_config
 from framework.engines import engine_availability
 from framework.artifacts.cache import is_current, record_built, settings_hash
-from framework.engines.tensorrt_common import bind_and_execute, build_settings, check_in_profile, ort_profile_options, profile_shapes
+from framework.engines._tensorrt import bind_and_execute, build_settings, check_in_profile, ort_profile_options, profile_shapes
 from framework.errors import ConfigError, DeployBenchError
 from tests.conftest import FIXTURE_MODELS
 

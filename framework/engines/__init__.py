@@ -1,14 +1,19 @@
 """The engines this framework knows, imported lazily so ``import framework`` needs no vendor library.
 
-Adding a runtime: write one module with an ``Engine`` subclass and add one line here.
+Adding a runtime: write one module with an ``Engine`` subclass and add one line here. Engine modules never
+import each other; what several share lives in the underscored modules (``_cuda``, ``_onnxruntime``, ``_tensorrt``).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 
-from framework.engines.base import PRECISIONS, Engine, ModelArtifacts
+from framework.engines.base import Engine, EngineStateError, ModelArtifacts, UnknownEngineError
+from framework.precisions import PRECISIONS as _PRECISION_TABLE
+
+PRECISIONS: tuple[str, ...] = tuple(_PRECISION_TABLE)  # the names; the facts live in framework.precisions
 
 ENGINES: dict[str, str] = {
     "pytorch-cpu": "framework.engines.pytorch_cpu:PyTorchCPUEngine",
@@ -22,21 +27,26 @@ ENGINES: dict[str, str] = {
 
 def engine_class(name: str) -> type[Engine]:
     if name not in ENGINES:
-        raise KeyError(f"unknown engine {name!r}; known engines: {', '.join(ENGINES)}")
+        raise UnknownEngineError(f"unknown engine {name!r}; known engines: {', '.join(ENGINES)}")
     module_name, class_name = ENGINES[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
 @functools.lru_cache(maxsize=None)
 def engine_availability(name: str) -> str | None:
-    """None when the engine can run here, else why not. Import failures count as 'cannot run'.
+    """None when the engine can run here, else why not. Import failures count as 'cannot run', and so does
+    an engine class left abstract (e.g. without ``availability``): it could not be instantiated.
 
     Cached: what a machine can run does not change within a process, and the probes (imports that fail,
     loading TensorRT's libraries) would otherwise repeat for every experiment."""
     try:
-        return engine_class(name).availability()
+        cls = engine_class(name)
+        if inspect.isabstract(cls):
+            return f"{cls.__name__} is incomplete: it does not implement {', '.join(sorted(cls.__abstractmethods__))}"
+        return cls.availability()
     except ImportError as exc:
         return f"cannot import its module: {exc}"
 
 
-__all__ = ["ENGINES", "PRECISIONS", "Engine", "ModelArtifacts", "engine_availability", "engine_class"]
+__all__ = ["ENGINES", "PRECISIONS", "Engine", "EngineStateError", "ModelArtifacts", "UnknownEngineError",
+           "engine_availability", "engine_class"]  # fmt: skip

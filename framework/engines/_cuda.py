@@ -1,10 +1,22 @@
-"""The latency-all step every GPU engine shares: pinned host input -> device -> run -> pinned host output."""
+"""What every GPU engine shares, kept out of the engine modules so none imports another: whether CUDA is
+usable here, and the latency-all step (pinned host input -> device -> run -> pinned host output)."""
 
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
+
+
+def cuda_unavailable_reason() -> str | None:
+    """None when torch sees a CUDA GPU, else why not (every GPU engine keeps its buffers as torch tensors)."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed (pip install torch with CUDA, then deploybench[gpu])"
+    if not torch.cuda.is_available():
+        return f"no CUDA GPU visible to torch {torch.__version__} (torch.cuda.is_available() is False)"
+    return None
 
 
 def pinned_round_trip(

@@ -7,6 +7,10 @@ so an engine can move inputs to the device or bind buffers once, outside the tim
 GPU engines are measured two ways: ``make_step`` is host inputs to host outputs (latency-all: copies
 included, host clock), ``make_device_step`` is device compute only with inputs already on the device
 (latency-model: CUDA events on the stream the engine runs on).
+
+The lifecycle is Polygraphy's runner pattern: the public methods check the state (load once, use, close)
+and call the subclass's ``_load``/``_infer``/``_close``, so misuse fails with ``EngineStateError`` here
+instead of an AttributeError deep inside a runtime.
 """
 
 from __future__ import annotations
@@ -19,8 +23,16 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from framework.config import ModelConfig
+from framework.errors import DeployBenchError
+from framework.precisions import PRECISIONS
 
-PRECISIONS = ("fp32", "fp16", "int8")
+
+class EngineStateError(DeployBenchError):
+    """An engine was used out of order: run before ``load``, loaded twice, or used after ``close``."""
+
+
+class UnknownEngineError(DeployBenchError):
+    """An engine name that ``framework.engines.ENGINES`` does not know; the message lists the known ones."""
 
 
 @dataclass
@@ -41,21 +53,38 @@ class ModelArtifacts:
         if self.module is None and self.module_factory is not None:
             self.module = self.module_factory()
         if self.module is None:
-            raise ValueError("this engine needs the PyTorch module, and none was loaded")
+            raise DeployBenchError(
+                f"model {self.config.name!r}: this engine needs the PyTorch module, and none was loaded "
+                "(ModelArtifacts was given neither module nor module_factory)"
+            )
         return self.module
 
     def onnx_for(self, precision: str) -> Path:
         if precision not in self.onnx_paths:
-            raise ValueError(f"no ONNX file with {precision} in the graph was produced (have: {sorted(self.onnx_paths)})")
+            raise DeployBenchError(
+                f"model {self.config.name!r}: no ONNX file with {precision} in the graph was produced "
+                f"(have: {', '.join(sorted(self.onnx_paths)) or 'none'})"
+            )
         return self.onnx_paths[precision]
+
+    def require_cache_dir(self, engine: str) -> Path:
+        """The folder where ``engine`` keeps what it builds (TensorRT engines, timing caches)."""
+        if self.cache_dir is None:
+            raise DeployBenchError(f"model {self.config.name!r}: {engine} keeps its built engines in a cache folder, "
+                                   "and none was given (ModelArtifacts.cache_dir is None)")  # fmt: skip
+        return Path(self.cache_dir)
+
+
+_STATE_WORDS = {"new": "not loaded yet", "loading": "half-loaded (its load() failed)", "loaded": "already loaded",
+                "closed": "closed"}  # fmt: skip
 
 
 class Engine(ABC):
     name: ClassVar[str]  # what users type: --engines pytorch-cpu
     runtime: ClassVar[str]  # library family: pytorch, onnxruntime, tensorrt
     device: ClassVar[str]  # cpu or cuda: decides which plot an engine lands in
-    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
-    # The ONNX graph a precision runs, where it is not the precision's own (see precision.INT8_VARIANTS).
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # names from framework.precisions.PRECISIONS
+    # The ONNX graph a precision runs, where it is not the precision's own (see artifacts.graphs.INT8_VARIANTS).
     graphs: ClassVar[dict[str, str]] = {}
     needs_onnx: ClassVar[bool] = False
     options: ClassVar[dict[str, object]] = {}  # option name -> default; set with --option NAME=VALUE
@@ -63,11 +92,21 @@ class Engine(ABC):
     # its enqueue time, and the host-bound rule meaningful (ONNX Runtime's Run blocks until the GPU is done).
     device_step_returns_early: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = [p for p in (*cls.precisions, *cls.graphs) if p not in PRECISIONS]
+        if unknown:
+            raise TypeError(f"{cls.__name__} names precisions {unknown} that framework.precisions.PRECISIONS "
+                            f"does not define ({', '.join(PRECISIONS)})")  # fmt: skip
+
     def __init__(self, artifacts: ModelArtifacts, precision: str, options: dict | None = None) -> None:
+        if precision not in type(self).precisions:
+            raise DeployBenchError(f"{self.name} does not run {precision} (it runs {', '.join(self.precisions)})")
         self.artifacts = artifacts
         self.config = artifacts.config
         self.precision = precision
         self.settings = {**type(self).options, **{k: v for k, v in (options or {}).items() if k in type(self).options}}
+        self._state = "new"
 
     @classmethod
     def graph_for(cls, precision: str) -> str:
@@ -79,29 +118,85 @@ class Engine(ABC):
         return self.artifacts.onnx_for(self.graph_for(self.precision))
 
     @classmethod
+    @abstractmethod
     def availability(cls) -> str | None:
-        """None when this machine can run the engine, else the reason it cannot (shown by ``deploybench list``)."""
-        return None
+        """None when this machine can run the engine, else the reason it cannot (shown by ``deploybench list``).
 
-    @abstractmethod
+        Required: an engine that cannot say whether it runs here must not be listed as runnable."""
+        raise NotImplementedError(f"{cls.__name__} does not implement availability()")
+
+    # ---- lifecycle: public methods check the state, subclasses implement the underscored ones ----------
+    @property
+    def is_loaded(self) -> bool:
+        return self._state == "loaded"
+
     def load(self) -> None:
-        """Build the session, engine or device copy of the model. Timed separately as build time."""
+        """Build the session, engine or device copy of the model. Timed separately as build time. Once only."""
+        if self._state != "new":
+            raise EngineStateError(f"{self.name}: load() refused, the engine is {_STATE_WORDS[self._state]}; "
+                                   "an engine loads once: make a new one")  # fmt: skip
+        self._state = "loading"  # stays so if _load raises: close() then frees what it took
+        self._load()
+        self._state = "loaded"
 
-    @abstractmethod
+    def _require_loaded(self, method: str) -> None:
+        if self._state != "loaded":
+            raise EngineStateError(f"{self.name}: {method}() needs a loaded engine, this one is "
+                                   f"{_STATE_WORDS[self._state]} (call load(), or use it in a with block)")  # fmt: skip
+
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Host inputs in, host outputs out, named as in the config."""
+        self._require_loaded("infer")
+        return self._infer(inputs)
 
     def make_step(self, inputs: dict[str, np.ndarray]) -> Callable[[], object]:
-        """The exact work one timed iteration does. Default: a full ``infer``."""
-        return lambda: self.infer(inputs)
+        """The exact work one timed iteration does."""
+        self._require_loaded("make_step")
+        return self._make_step(inputs)
 
     def make_device_step(self, inputs: dict[str, np.ndarray]) -> tuple[Callable[[], object], object] | None:
         """GPU engines: ``(step, torch.cuda.Stream)`` computing on inputs already on the device. CPU: None."""
-        return None
+        self._require_loaded("make_device_step")
+        return self._make_device_step(inputs)
 
     def describe(self) -> dict:
         """Settings worth recording next to the figures (threads, providers, ...)."""
-        return {}
+        self._require_loaded("describe")
+        return self._describe()
 
     def close(self) -> None:
-        """Free what ``load`` took."""
+        """Free what ``load`` took, also after a failed load. Safe to call any number of times."""
+        state, self._state = self._state, "closed"  # closed first: a failing _close is not retried
+        if state in ("loading", "loaded"):
+            self._close()
+
+    def __enter__(self) -> Engine:
+        self.load()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # ---- what subclasses implement ---------------------------------------------------------------------
+    @abstractmethod
+    def _load(self) -> None:
+        """Build the model for this runtime; called once, by ``load``."""
+
+    @abstractmethod
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``infer`` on a loaded engine."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Free what ``_load`` took; may find it half done when ``_load`` failed."""
+
+    def _make_step(self, inputs: dict[str, np.ndarray]) -> Callable[[], object]:
+        """Default: a full ``_infer`` (no state check inside the timed region)."""
+        infer = self._infer
+        return lambda: infer(inputs)
+
+    def _make_device_step(self, inputs: dict[str, np.ndarray]) -> tuple[Callable[[], object], object] | None:
+        return None
+
+    def _describe(self) -> dict:
+        return {}

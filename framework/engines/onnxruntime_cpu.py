@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from framework.engines.onnxruntime_base import OnnxRuntimeEngine
+from framework.engines._onnxruntime import OnnxRuntimeEngine
 
 
 class OnnxRuntimeCPUEngine(OnnxRuntimeEngine):
@@ -11,6 +11,6 @@ class OnnxRuntimeCPUEngine(OnnxRuntimeEngine):
     provider = "CPUExecutionProvider"
     precisions = ("fp32", "fp16", "int8")  # fp16 runs, mostly through casts: kept to show what it costs on a CPU
 
-    def describe(self) -> dict:
+    def _describe(self) -> dict:
         threads = self.session.get_session_options().intra_op_num_threads
-        return {**super().describe(), "intra_op_threads": threads or "default (one per physical core)"}
+        return {**super()._describe(), "intra_op_threads": threads or "default (one per physical core)"}

@@ -2,7 +2,8 @@
 
 The profile comes from the config's min/opt/max (``trt_profile_*_shapes``); engines and timing caches live
 under the results' cache folder. Precision comes from the ONNX graph; ``trt_fp16_enable`` is set for fp16
-graphs only because TensorRT 10 needs that permission to run their fp16 layers in fp16.
+graphs only because TensorRT 10 needs that permission to run their fp16 layers in fp16. IO binding, streams
+and output sizing are the CUDA EP engine's (``_onnxruntime.OnnxRuntimeCUDABindingEngine``).
 
 When TensorRT's libraries are missing, ONNX Runtime logs an error and runs on CPU: the session check turns
 that into ``ProviderFallbackError``, recorded as "unavailable", never as a measurement.
@@ -12,13 +13,13 @@ from __future__ import annotations
 
 import ctypes
 
-from framework.engines.onnxruntime_cuda import OnnxRuntimeCUDAEngine
-from framework.engines.tensorrt_common import check_in_profile, ort_profile_options
+from framework.engines._onnxruntime import OnnxRuntimeCUDABindingEngine
+from framework.engines._tensorrt import check_in_profile, ort_profile_options
 
 TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so")
 
 
-class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
+class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDABindingEngine):
     name = "onnxruntime-tensorrt"
     provider = "TensorrtExecutionProvider"
     precisions = ("fp32", "fp16", "int8")
@@ -38,16 +39,10 @@ class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
                 continue
         return f"TensorRT's libraries are not loadable ({', '.join(TENSORRT_LIBRARIES)} not found); ONNX Runtime would fall back to CPU"
 
-    def load(self) -> None:
-        import torch
-
-        from framework.engines.onnxruntime_base import create_verified_session
-
-        self.torch = torch
-        self.stream = torch.cuda.Stream()
-        cache = self.artifacts.cache_dir / "ort_tensorrt"
+    def tensorrt_provider_options(self) -> dict:
+        cache = self.artifacts.require_cache_dir(self.name) / "ort_tensorrt"
         cache.mkdir(parents=True, exist_ok=True)
-        trt_options = {  # no device_id: 0 is the default (see onnxruntime_cuda.provider_options)
+        trt_options = {  # no device_id: 0 is the default (see cuda_provider_options)
             "trt_fp16_enable": "1" if self.precision == "fp16" else "0",
             "trt_engine_cache_enable": "1",
             "trt_engine_cache_path": str(cache),
@@ -59,15 +54,16 @@ class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDAEngine):
         }
         if self.settings["workspace_mb"]:
             trt_options["trt_max_workspace_size"] = str(int(self.settings["workspace_mb"]) << 20)
-        providers = [(self.provider, trt_options), ("CUDAExecutionProvider", self.provider_options())]
-        self.session = create_verified_session(self.onnx_path, providers, self.session_options())
-        self.output_names = self.config.output_names
+        return trt_options
+
+    def provider_list(self) -> list:
+        return [(self.provider, self.tensorrt_provider_options()), ("CUDAExecutionProvider", self.cuda_provider_options())]
 
     def _binding_for(self, inputs):
         check_in_profile(self.config, {n: a.shape for n, a in inputs.items()})
         return super()._binding_for(inputs)
 
-    def describe(self) -> dict:
+    def _describe(self) -> dict:
         options = self.session.get_provider_options().get(self.provider, {})
         keep = ("trt_fp16_enable", "trt_engine_cache_path", "trt_profile_opt_shapes", "trt_max_workspace_size")
-        return {"providers": self.session.get_providers(), "provider_options": {k: options.get(k) for k in keep}}
+        return {**super()._describe(), "provider_options": {k: options.get(k) for k in keep}}

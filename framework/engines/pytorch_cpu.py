@@ -13,21 +13,29 @@ class PyTorchCPUEngine(Engine):
     runtime = "pytorch"
     device = "cpu"
 
-    def load(self) -> None:
+    @classmethod
+    def availability(cls) -> str | None:
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            return f"torch is not importable ({exc}); pip install torch (deploybench depends on it: pip install deploybench)"
+        return None
+
+    def _load(self) -> None:
         import torch
 
-        self.module = self.artifacts.get_module().to("cpu").eval()
         self.torch = torch
+        self.module = self.artifacts.get_module().to("cpu").eval()
 
     def _tensors(self, inputs: dict[str, np.ndarray]) -> list:
         # from_numpy shares memory: no copy, so the timed step measures the model, not a conversion.
         return [self.torch.from_numpy(inputs[name]) for name in self.config.input_names]
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self.torch.inference_mode():
             return named_outputs(self.module(*self._tensors(inputs)), self.config.output_names)
 
-    def make_step(self, inputs: dict[str, np.ndarray]):
+    def _make_step(self, inputs: dict[str, np.ndarray]):
         module, tensors, inference_mode = self.module, self._tensors(inputs), self.torch.inference_mode
 
         def step():
@@ -36,5 +44,8 @@ class PyTorchCPUEngine(Engine):
 
         return step
 
-    def describe(self) -> dict:
+    def _describe(self) -> dict:
         return {"torch": self.torch.__version__, "threads": self.torch.get_num_threads()}
+
+    def _close(self) -> None:
+        self.module = None  # the shared module itself stays in ModelArtifacts: only this engine's reference goes

@@ -15,19 +15,9 @@ import time
 
 import numpy as np
 
+from framework.engines._cuda import cuda_unavailable_reason, pinned_round_trip
 from framework.engines.base import Engine
-from framework.engines._cuda import pinned_round_trip
 from framework.torch_outputs import named_outputs, output_tensors
-
-
-def cuda_unavailable_reason() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return "torch is not installed"
-    if not torch.cuda.is_available():
-        return f"no CUDA GPU visible to torch {torch.__version__} (torch.cuda.is_available() is False)"
-    return None
 
 
 class PyTorchCUDAEngine(Engine):
@@ -41,7 +31,7 @@ class PyTorchCUDAEngine(Engine):
     def availability(cls) -> str | None:
         return cuda_unavailable_reason()
 
-    def load(self) -> None:
+    def _load(self) -> None:
         import torch
 
         self.torch = torch
@@ -90,7 +80,7 @@ class PyTorchCUDAEngine(Engine):
             static_out = self.module(*static_inputs)
         return graph.replay, static_out
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = [self._to_device(inputs[n]) for n in self.config.input_names]
         self._compile_once(tensors)
         with self.torch.cuda.stream(self.stream):
@@ -98,7 +88,7 @@ class PyTorchCUDAEngine(Engine):
             result = named_outputs(out, self.config.output_names)
         return {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in result.items()}
 
-    def make_device_step(self, inputs: dict[str, np.ndarray]):
+    def _make_device_step(self, inputs: dict[str, np.ndarray]):
         tensors = [self._to_device(inputs[n]) for n in self.config.input_names]
         self._compile_once(tensors)
         if self.settings["cuda_graph"]:
@@ -107,7 +97,7 @@ class PyTorchCUDAEngine(Engine):
         forward = self._forward
         return (lambda: forward(tensors)), self.stream
 
-    def make_step(self, inputs: dict[str, np.ndarray]):
+    def _make_step(self, inputs: dict[str, np.ndarray]):
         """Pinned host input -> device -> model -> pinned host output, then synchronise."""
         host = [inputs[n] for n in self.config.input_names]
         device = [self._to_device(a) for a in host]
@@ -120,7 +110,7 @@ class PyTorchCUDAEngine(Engine):
         return pinned_round_trip(self.stream, host, device, lambda: state.__setitem__("out", forward(device)),
                                  lambda: output_tensors(state["out"], self.config.output_names))  # fmt: skip
 
-    def describe(self) -> dict:
+    def _describe(self) -> dict:
         return {
             "torch": self.torch.__version__,
             "gpu": self.torch.cuda.get_device_name(),
@@ -131,7 +121,9 @@ class PyTorchCUDAEngine(Engine):
             "compile_s": self.compile_s,
         }
 
-    def close(self) -> None:
+    def _close(self) -> None:
+        import torch
+
         self.module = None
-        self.torch.cuda.empty_cache()
+        torch.cuda.empty_cache()
 

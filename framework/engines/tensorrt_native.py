@@ -23,11 +23,10 @@ import time
 
 import numpy as np
 
-from framework.engines.base import Engine
-from framework.engines._cuda import pinned_round_trip
-from framework.engines.pytorch_cuda import cuda_unavailable_reason
 from framework.artifacts.cache import cached_build
-from framework.engines.tensorrt_common import bind_and_execute, build_settings, check_in_profile, profile_shapes
+from framework.engines._cuda import cuda_unavailable_reason, pinned_round_trip
+from framework.engines._tensorrt import bind_and_execute, build_settings, check_in_profile, profile_shapes
+from framework.engines.base import Engine
 from framework.errors import DeployBenchError, EngineUnavailable
 from framework.torch_outputs import torch_dtype
 
@@ -86,14 +85,14 @@ class TensorRTEngine(Engine):
         return cuda_unavailable_reason()
 
     # ---- build -------------------------------------------------------------------------------------------
-    def load(self) -> None:
+    def _load(self) -> None:
         import torch
 
         self.trt = trt = import_tensorrt(self.settings["module"])
         self.torch = torch
         self.logger = recording_logger(trt)
         onnx_path = self.onnx_path
-        cache = self.artifacts.cache_dir
+        cache = self.artifacts.require_cache_dir(self.name)
         cache.mkdir(parents=True, exist_ok=True)
         self.plan_path = cache / f"tensorrt_{self.precision}.plan"
         major, minor = torch.cuda.get_device_capability()
@@ -178,26 +177,26 @@ class TensorRTEngine(Engine):
             return bind_and_execute(self.context, device_inputs, self.output_names, self._allocate,
                                     lambda t: t.data_ptr(), self.stream.cuda_stream)  # fmt: skip
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self._execute(self._device_inputs(inputs))
         self.stream.synchronize()
         return {n: outputs[n].float().cpu().numpy() if outputs[n].is_floating_point() else outputs[n].cpu().numpy()
                 for n in self.config.output_names}  # fmt: skip
 
-    def make_device_step(self, inputs: dict[str, np.ndarray]):
+    def _make_device_step(self, inputs: dict[str, np.ndarray]):
         self._keep = device_inputs = self._device_inputs(inputs)
         self._keep_out = self._execute(device_inputs)  # binds shapes and addresses once
         context, handle = self.context, self.stream.cuda_stream
         return (lambda: context.execute_async_v3(handle)), self.stream
 
-    def make_step(self, inputs: dict[str, np.ndarray]):
+    def _make_step(self, inputs: dict[str, np.ndarray]):
         device_inputs = self._device_inputs(inputs)
         device_outputs = self._execute(device_inputs)  # binds shapes and addresses once
         context, handle = self.context, self.stream.cuda_stream
         return pinned_round_trip(self.stream, [inputs[n] for n in device_inputs], list(device_inputs.values()),
                                  lambda: context.execute_async_v3(handle), lambda: list(device_outputs.values()))  # fmt: skip
 
-    def describe(self) -> dict:
+    def _describe(self) -> dict:
         return {
             "tensorrt": getattr(self.trt, "__version__", "unknown"),
             "engine_cache": self.cache_status,
@@ -209,6 +208,6 @@ class TensorRTEngine(Engine):
             "workspace_mb": int(self.settings["workspace_mb"]),
         }
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self.context = self.engine = None
 

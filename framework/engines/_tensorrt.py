@@ -1,5 +1,6 @@
-"""TensorRT logic that needs no TensorRT: profiles from the config, the settings an engine depends on (the
-cache in ``framework.artifacts.cache`` compares them before reuse), and the one order in which an execution context is given shapes and addresses.
+"""TensorRT logic that needs no TensorRT, shared by the native and the ONNX Runtime TensorRT engines:
+profiles from the config, the settings a built engine depends on (``framework.artifacts.cache`` compares
+them before reuse), and the one order in which an execution context is given shapes and addresses.
 
 Kept apart from the engines so that it is tested on machines where TensorRT cannot be installed.
 """
