@@ -186,3 +186,33 @@ def test_report_files_and_functions_stay_small():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 assert node.end_lineno - node.lineno + 1 < 50, f"{name}.{node.name}"
 
+
+def test_tail_latency_draws_a_percentile_only_where_the_sample_supports_it():
+    from framework.report.comparisons import _tail_bars
+    from framework.report.style import pyplot
+
+    chosen = [make_result("pytorch-cpu", "fp32", 1, n=n, seed=i) for i, n in enumerate((100, 458, 459, 4602, 4603))]
+    fig, ax = pyplot().subplots()
+    _tail_bars(ax, chosen, 1)
+    bars = {(round(p.get_x() + p.get_width() / 2), p.get_alpha()) for p in ax.patches}
+    drawn = [sum(1 for x, _ in bars if x == i) for i in range(len(chosen))]
+    pyplot().close(fig)
+    assert drawn == [1, 1, 2, 2, 3]  # median always; p99 from 459 samples, p99.9 from 4603
+    assert sum(t.get_text() == "n/a" for t in ax.texts) == 2 + 2 + 1 + 1
+
+
+def test_tail_latency_appears_only_when_a_result_has_the_samples_for_p99_9(tmp_path):
+    from framework.report.publish import publish
+
+    short = [make_result("pytorch-cpu", "fp32", 1, n=500), make_result("onnxruntime-cpu", "fp32", 1, n=4602, seed=1),
+             make_result("onnxruntime-cpu", "int8", 32, n=6000, seed=2, validity="invalid")]  # fmt: skip
+    model_dir = save_all(tmp_path / "short", short)
+    done = publish(model_dir)
+    assert "tail_latency.jpg" not in {p.name for p in done.plots} and "tail_latency" not in done.report_md.read_text()
+    model_dir = save_all(tmp_path / "long", [*short, make_result("onnxruntime-cpu", "int8", 1, n=4603, seed=3)])
+    done = publish(model_dir)
+    tail = model_dir / "plots" / "16x16x3" / "tail_latency.jpg"
+    assert tail in done.plots
+    check_jpeg(tail)
+    caption = next(f.caption for f in FIGURES if f.filename == "tail_latency.jpg")
+    assert f"![{caption}](plots/16x16x3/tail_latency.jpg)" in done.report_md.read_text()

@@ -1,4 +1,4 @@
-"""Engines side by side: throughput against batch size, latency bars, and accuracy against latency.
+"""Engines side by side: throughput against batch size, latency bars, tail latency, and accuracy against latency.
 
 Only valid results are drawn (an invalid one is never shown as a winner); the titles say how many were left
 out. GPU engines are shown with latency-all (host clock, copies included) next to latency-model (device
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from framework.measure.stats import min_samples_for_percentile
 from framework.report.style import (
     batch_sizes, engine_color, legend_beside, line_style, marker, marker_legend, of_batch, pyplot, save_figure,
     series_key, series_label, suptitle,
@@ -161,3 +162,46 @@ def _accuracy_axes(ax, chosen: list[Result], batch: int, with_accuracy: bool, me
         ax.set_ylabel(f"1 - cosine similarity with PyTorch fp32\n(log, inverted: higher is closer; 0 drawn at {AGREEMENT_FLOOR:g})")
     ax.grid(alpha=0.3)
     return handles
+
+
+TAIL = ((50.0, "median", 1.0), (99.0, "p99", 0.65), (99.9, "p99.9", 0.35))  # percentile, name, opacity
+
+
+def _tail_bars(ax, chosen: list[Result], batch: int) -> None:
+    """Per experiment: median, p99 and p99.9 of its headline samples, each only where n supports it."""
+    width = 0.8 / len(TAIL)
+    for index, (p, _, alpha) in enumerate(TAIL):
+        offset = (index - (len(TAIL) - 1) / 2) * width
+        for x, result in enumerate(chosen):
+            values = result.headline_samples_ms()
+            if p != 50.0 and len(values) < min_samples_for_percentile(p):
+                ax.text(x + offset, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90, clip_on=True)
+                continue
+            ax.bar(x + offset, float(np.percentile(values, p)), width=width, color=engine_color(result.experiment.engine),
+                   alpha=alpha, edgecolor="black", linewidth=0.5)  # fmt: skip
+    labels = [f"{series_label(r)}\nn={len(r.headline_samples_ms()):,}" for r in chosen]
+    ax.set_xticks(np.arange(len(chosen)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_xlim(-0.5, len(chosen) - 0.5)
+    ax.set(ylabel="latency (ms)", title=f"batch size {batch}")
+    ax.grid(alpha=0.3, axis="y")
+    key = [pyplot().Rectangle((0, 0), 1, 1, facecolor="grey", alpha=alpha, edgecolor="black", linewidth=0.5) for _, _, alpha in TAIL]
+    ax.legend(key, [name for _, name, _ in TAIL], fontsize=8)
+
+
+def draw_tail_latency(results: list[Result], path: Path, title: str, options) -> bool:
+    """Median, p99 and p99.9 side by side: how far the slow iterations stray. A percentile is drawn only where
+    the sample supports it (``measure.stats.min_samples_for_percentile``: 459 for p99, 4603 for p99.9); the
+    figure only when some experiment has the samples for p99.9."""
+    valid, title = valid_only(results, title)
+    valid = [r for r in valid if r.headline_samples_ms()]
+    if not any(len(r.headline_samples_ms()) >= min_samples_for_percentile(99.9) for r in valid):
+        return False
+    plt = pyplot()
+    batches = batch_sizes(valid)
+    fig, axes = plt.subplots(len(batches), 1, figsize=(max(8, 1.6 * len(valid) / len(batches) + 4), 4.2 * len(batches)), squeeze=False)
+    for ax, batch in zip(axes[:, 0], batches):
+        _tail_bars(ax, of_batch(valid, batch), batch)
+    suptitle(fig, f"{title}: tail latency, median / p99 / p99.9 (device time for GPU engines, host clock otherwise; "
+                  f"n/a: too few samples)")  # fmt: skip
+    save_figure(fig, path)
+    return True

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from framework.files import safe_component
-from framework.report.comparisons import draw_accuracy_vs_latency, draw_latency_bars, draw_throughput_vs_batch
+from framework.report.comparisons import draw_accuracy_vs_latency, draw_latency_bars, draw_tail_latency, draw_throughput_vs_batch
 from framework.report.latency import draw_cpu_latencies, draw_cuda_latencies
 from framework.report.resources import resource_drawer
 from framework.results.record import Result
@@ -41,6 +41,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("cpu_time_measurements.jpg", "Latency of CPU engines (host clock)", draw_cpu_latencies),
     Figure("cuda_time_measurements.jpg", "Latency of GPU engines (device time, CUDA events)", draw_cuda_latencies),
     Figure("latency_bars.jpg", "Median latency per engine", draw_latency_bars),
+    Figure("tail_latency.jpg", "Tail latency: median, p99 and p99.9 where the sample supports them", draw_tail_latency),
     Figure("throughput_vs_batch.jpg", "Throughput against batch size", draw_throughput_vs_batch),
     Figure("accuracy_vs_latency.jpg", "Accuracy (or agreement) against latency, Pareto front marked", draw_accuracy_vs_latency),
     Figure("cpu_mb_measurements.jpg", "Resident memory over time",
