@@ -27,7 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from framework.registry import discover  # noqa: E402
-from framework.sweep.runner import SweepSettings, run_model  # noqa: E402
+from framework.settings import MeasureSettings, SweepSettings  # noqa: E402
+from framework.sweep.runner import run_model  # noqa: E402
 
 TARGETS = [  # (engine, precision, batch, cuda_graph, metric, comparison, value, text)
     ("pytorch-cuda", "fp16", 256, False, "model_throughput", ">=", 13000, "pytorch-cuda fp16 bs256 >= 13,000 img/s"),
@@ -129,9 +130,9 @@ def measure_row(model, module, row, args) -> dict:
     framework, reference, last = [], [], None
     output = args.output / ("cuda_graph" if graph else "default")
     for _ in range(repeats):
-        settings = SweepSettings(force=True, engines=[engine], precisions=[precision], batch_sizes=[batch], iterations=args.iterations,
-                                 warmup=args.warmup, output=output, engine_options={"cuda_graph": True} if graph else {})  # fmt: skip
-        (last,) = run_model(model, [None], settings, report=lambda _: None)
+        measure = MeasureSettings(iterations=args.iterations, warmup=args.warmup, engine_options={"cuda_graph": True} if graph else {})
+        settings = SweepSettings(force=True, engines=(engine,), precisions=(precision,), batch_sizes=(batch,), measure=measure, output=output)
+        (last,) = [r.to_json() for r in run_model(model, [None], settings, report=lambda _: None)]
         if last["status"] != "ok":
             return {"record": last}
         framework.append(last["latency_model"]["median_ms"])
@@ -141,6 +142,42 @@ def measure_row(model, module, row, args) -> dict:
             onnx = output / "resnet50/cache/224x224x3" / ("model.onnx" if precision == "fp32" else "model_fp16.onnx")
             reference.append(reference_onnxruntime(onnx, batch, graph, args.iterations, args.warmup))
     return {"record": last, "framework": framework, "reference": reference}
+
+
+def print_row(row, result: dict, found: dict) -> None:
+    r = result["record"]
+    if r["status"] != "ok":
+        print(f"{row[0]:17s} {row[1]:4s} {row[2]:5d} {str(row[3]):>5s} | {r['status']}: {r['reason']}")
+        return
+    fw, ref = statistics.median(result["framework"]), statistics.median(result["reference"])
+    found[row] = {"model_median": fw, "model_throughput": r["latency_model"]["throughput_items_per_s"], "all_median": r["latency"]["median_ms"]}
+    ratio = fw / ref
+    runs = " ".join(f"{a:.3f}/{b:.3f}" for a, b in zip(result["framework"], result["reference"]))
+    enqueue = r.get("enqueue_median_ms")
+    print(f"{row[0]:17s} {row[1]:4s} {row[2]:5d} {str(row[3]):>5s} | {fw:12.3f} {r['latency']['median_ms']:10.3f} "
+          f"{r['latency_model']['throughput_items_per_s']:11.0f} | {ref:10.3f} {ratio:6.3f} | "
+          f"{'ok ' if 0.97 <= ratio <= 1.03 else 'OUT'} {runs}; cosine {r['agreement']['worst']['cosine_similarity']:.6f}; "
+          f"enqueue {enqueue if enqueue is not None else float('nan'):.3f} ms; "
+          f"{r['validity']}{': ' + '; '.join(r['invalid_reasons']) if r['invalid_reasons'] else ''}"
+          f"{''.join('; warning: ' + w[:90] for w in r['warnings'])}")  # fmt: skip
+
+
+def print_copies_and_targets(found: dict) -> None:
+    h2d, d2h = copy_times_ms(256)
+    print(f"\ncopies at batch 256 (pinned, CUDA events): input host->device {h2d:.3f} ms, output device->host {d2h:.3f} ms, sum {h2d + d2h:.3f} ms")
+    for engine in ("pytorch-cuda", "onnxruntime-cuda"):
+        row = found.get((engine, "fp32", 256, False))
+        if row:
+            print(f"  {engine} fp32 bs256: latency-all - latency-model = {row['all_median'] - row['model_median']:.3f} ms")
+    print("\ntargets:")
+    for engine, precision, batch, graph, metric, op, value, text in TARGETS:
+        row = found.get((engine, precision, batch, graph))
+        if row is None:
+            print(f"  MISSING {text}")
+            continue
+        got = row[metric]
+        ok = got >= value if op == ">=" else got <= value
+        print(f"  {'PASS' if ok else 'FAIL'} {text}: {got:.3f}")
 
 
 def main() -> None:
@@ -160,40 +197,8 @@ def main() -> None:
     print("\n" + header + "\n" + "-" * len(header))
     found = {}
     for row in ROWS:
-        result = measure_row(model, module, row, args)
-        r = result["record"]
-        if r["status"] != "ok":
-            print(f"{row[0]:17s} {row[1]:4s} {row[2]:5d} {str(row[3]):>5s} | {r['status']}: {r['reason']}")
-            continue
-        fw, ref = statistics.median(result["framework"]), statistics.median(result["reference"])
-        found[row] = {"model_median": fw, "model_throughput": r["latency_model"]["throughput_items_per_s"],
-                      "all_median": r["latency"]["median_ms"]}  # fmt: skip
-        ratio = fw / ref
-        runs = " ".join(f"{a:.3f}/{b:.3f}" for a, b in zip(result["framework"], result["reference"]))
-        print(f"{row[0]:17s} {row[1]:4s} {row[2]:5d} {str(row[3]):>5s} | {fw:12.3f} {r['latency']['median_ms']:10.3f} "
-              f"{r['latency_model']['throughput_items_per_s']:11.0f} | {ref:10.3f} {ratio:6.3f} | "
-              f"{'ok ' if 0.97 <= ratio <= 1.03 else 'OUT'} {runs}; cosine {r['agreement']['worst']['cosine_similarity']:.6f}; "
-              f"enqueue {r.get('enqueue_median_ms', float('nan')):.3f} ms; "
-              f"{r['validity']}{': ' + '; '.join(r['invalid_reasons']) if r['invalid_reasons'] else ''}"
-              f"{''.join('; warning: ' + w[:90] for w in r['warnings'])}")  # fmt: skip
-
-    h2d, d2h = copy_times_ms(256)
-    print(f"\ncopies at batch 256 (pinned, CUDA events): input host->device {h2d:.3f} ms, output device->host {d2h:.3f} ms, sum {h2d + d2h:.3f} ms")
-    for engine in ("pytorch-cuda", "onnxruntime-cuda"):
-        row = found.get((engine, "fp32", 256, False))
-        if row:
-            print(f"  {engine} fp32 bs256: latency-all - latency-model = {row['all_median'] - row['model_median']:.3f} ms")
-
-    print("\ntargets:")
-    for engine, precision, batch, graph, metric, op, value, text in TARGETS:
-        row = found.get((engine, precision, batch, graph))
-        if row is None:
-            print(f"  MISSING {text}")
-            continue
-        got = row[metric]
-        ok = got >= value if op == ">=" else got <= value
-        print(f"  {'PASS' if ok else 'FAIL'} {text}: {got:.3f}")
-
+        print_row(row, measure_row(model, module, row, args), found)
+    print_copies_and_targets(found)
     tensorrt_build_check(args.output / "default" / "resnet50" / "cache" / "224x224x3", model)
 
 

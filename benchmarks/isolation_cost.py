@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 
-
 def sweep_seconds(args, output: Path, *extra: str) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "framework.cli", "run", args.model, "--engines", args.engines,
@@ -31,13 +30,12 @@ def conversion_seconds(model: str, output: Path) -> float:
     """Export + check + fp16, as a run does it before measuring (cache hits when the files are current), in a
     fresh process so nothing is remembered between the two runs but the files."""
     code = (
-        "import sys; from pathlib import Path; from framework.registry import discover; "
-        "from framework.sweep.experiment import onnx_at_precision, prepare_shape; from framework.settings import SweepSettings; "
+        "from pathlib import Path; from framework.registry import discover; "
+        "from framework.sweep.prepare import build_graphs, prepare_shape; "
         f"model = discover().get({model!r}); output = Path({str(output)!r}); "
-        "settings = SweepSettings(engines=['onnxruntime-cpu'], precisions=['fp32', 'fp16'], output=output); "
-        "context = prepare_shape(model, None, settings.engines, settings, output / model.name, lambda _: None); "
-        "ok = not context.export_error and onnx_at_precision(context, 'fp16'); "
-        "print(context.conversion_s if ok else f'failed: {context.export_error} {context.precision_errors}')"
+        "prepared = build_graphs(prepare_shape(model, None, output / model.name, 'torchscript', 64, True, lambda _: None), ['fp16']); "
+        "ok = 'fp16' in prepared.graphs; "
+        "print(prepared.conversion_s if ok else f'failed: {prepared.setup_error} {prepared.graph_errors}')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     if result.startswith("failed"):

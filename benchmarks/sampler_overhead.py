@@ -17,11 +17,11 @@ from pathlib import Path
 
 from framework.results.compare import mann_whitney_u
 from framework.engines import engine_class
-from framework.sweep.experiment import batch_inputs, onnx_at_precision, prepare_shape
-from framework.measure.timing import time_host
+from framework.engines import ModelArtifacts
 from framework.measure.monitor import DEFAULT_INTERVAL_S, ResourceSampler
+from framework.measure.timing import time_host
 from framework.registry import discover
-from framework.settings import SweepSettings
+from framework.sweep.prepare import batch_inputs, prepare_shape
 
 
 def main() -> None:
@@ -33,13 +33,13 @@ def main() -> None:
     args = parser.parse_args()
     cls = engine_class(args.engine)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = SweepSettings(engines=[args.engine], output=Path(tmp))
-        context = prepare_shape(discover().get(args.model), None, [args.engine], settings, Path(tmp) / args.model, lambda _: None)
-        if context.export_error or not onnx_at_precision(context, "fp32"):
-            raise SystemExit(f"export failed: {context.export_error}")
-        engine = cls(context.artifacts, "fp32")
+        prepared = prepare_shape(discover().get(args.model), None, Path(tmp) / args.model, "torchscript", 64, True, lambda _: None)
+        if "fp32" not in prepared.graphs:
+            raise SystemExit(f"export failed: {prepared.setup_error or prepared.graph_errors}")
+        artifacts = ModelArtifacts(prepared.config, prepared.module, dict(prepared.graphs), prepared.cache_dir)
+        engine = cls(artifacts, "fp32")
         engine.load()
-        inputs = batch_inputs(context, 1)
+        inputs = batch_inputs(prepared.config, prepared.inputs, 1)
         device_step = engine.make_device_step(inputs)
         step = device_step[0] if device_step else engine.make_step(inputs)
         time_host(step, 20, 0)  # warm-up

@@ -2,7 +2,8 @@
 
 import pytest
 
-from framework.sweep.runner import SweepSettings, run_model
+from framework.settings import MeasureSettings, SweepSettings
+from framework.sweep.runner import run_model
 
 pytestmark = pytest.mark.gpu
 
@@ -16,9 +17,9 @@ def ort_has_cuda() -> bool:
 @pytest.mark.parametrize("options", [{}, {"cuda_graph": True}])
 def test_gpu_engines_measure_two_ways_and_agree_with_pytorch(fixture_registry, tmp_path, options):
     engines = ["pytorch-cuda"] + (["onnxruntime-cuda"] if ort_has_cuda() else [])
-    settings = SweepSettings(engines=engines, precisions=["fp32", "fp16"], batch_sizes=[1, 4], iterations=20, warmup=3,
-                             min_duration=0, output=tmp_path, engine_options=options)  # fmt: skip
-    records = run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)
+    measure = MeasureSettings(iterations=20, warmup=3, min_duration=0, engine_options=options)
+    settings = SweepSettings(engines=tuple(engines), precisions=("fp32", "fp16"), batch_sizes=(1, 4), measure=measure, output=tmp_path)
+    records = [r.to_json() for r in run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)]
     assert len(records) == len(engines) * 4
     for r in records:
         assert r["status"] == "ok", r
@@ -42,9 +43,9 @@ def test_tensorrt_provider_without_tensorrt_libraries_is_unavailable_not_measure
     reason = engine_availability("onnxruntime-tensorrt")
     if reason is None:
         pytest.skip("TensorRT libraries are present here; the fallback path needs a machine without them")
-    settings = SweepSettings(engines=["onnxruntime-tensorrt"], iterations=3, warmup=1, min_duration=0, output=tmp_path)
-    (record,) = run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)
-    assert record["status"] == "unavailable" and "latency" not in record
+    settings = SweepSettings(engines=("onnxruntime-tensorrt",), measure=MeasureSettings(iterations=3, warmup=1, min_duration=0), output=tmp_path)
+    (record,) = [r.to_json() for r in run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)]
+    assert record["status"] == "unavailable" and record["latency"] is None
     assert record["reason"] == reason
 
 

@@ -29,18 +29,18 @@ def test_latency_of_a_sleeping_step_is_measured_not_invented():
 def test_summary_on_known_samples():
     samples = tuple(int(ms * 1e6) for ms in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
     summary = latency_summary(Timing(samples, elapsed_ns=int(0.1e9), warmup=0, clock="perf_counter_ns"), batch_size=4)
-    assert summary["n"] == 10
-    assert summary["mean_ms"] == pytest.approx(5.5)
-    assert summary["median_ms"] == pytest.approx(5.5)
-    assert summary["min_ms"] == 1 and summary["max_ms"] == 10
-    assert summary["std_ms"] == pytest.approx(np.std(np.arange(1, 11), ddof=1))
-    assert summary["p90_ms"] is None  # 10 samples cannot support p90 (needs 44)
-    assert summary["cv"] == pytest.approx(summary["std_ms"] / 5.5)
-    assert summary["iqr_ms"] == pytest.approx(4.5) and summary["mad_ms"] == pytest.approx(2.5)
-    assert summary["tukey_outliers"] == 0
-    assert (summary["median_ci99_low_ms"], summary["median_ci99_high_ms"]) == (1, 10)  # n=10: x(1)..x(10) is 99.8%
+    assert summary.n == 10
+    assert summary.mean_ms == pytest.approx(5.5)
+    assert summary.median_ms == pytest.approx(5.5)
+    assert summary.min_ms == 1 and summary.max_ms == 10
+    assert summary.std_ms == pytest.approx(np.std(np.arange(1, 11), ddof=1))
+    assert summary.p90_ms is None  # 10 samples cannot support p90 (needs 44)
+    assert summary.cv == pytest.approx(summary.std_ms / 5.5)
+    assert summary.iqr_ms == pytest.approx(4.5) and summary.mad_ms == pytest.approx(2.5)
+    assert summary.tukey_outliers == 0
+    assert (summary.median_ci99_low_ms, summary.median_ci99_high_ms) == (1, 10)  # n=10: x(1)..x(10) is 99.8%
     # throughput from wall time of the timed region: 10 iterations x 4 items in 0.1 s
-    assert summary["throughput_items_per_s"] == pytest.approx(400)
+    assert summary.throughput_items_per_s == pytest.approx(400)
 
 
 def test_tukey_outliers_and_nan_replacement():
@@ -83,8 +83,8 @@ def test_run_length_is_iterations_and_minimum_duration_whichever_ends_later():
 def test_percentiles_need_enough_samples():
     assert [min_samples_for_percentile(p) for p in (90, 95, 99)] == [44, 90, 459]
     timing = Timing(tuple(range(1_000_000, 1_000_000 + 459)), 10**9, 0, "perf_counter_ns")
-    assert latency_summary(timing, 1)["p99_ms"] is not None
-    assert latency_summary(Timing(timing.latencies_ns[:458], 10**9, 0, "perf_counter_ns"), 1)["p99_ms"] is None
+    assert latency_summary(timing, 1).p99_ms is not None
+    assert latency_summary(Timing(timing.latencies_ns[:458], 10**9, 0, "perf_counter_ns"), 1).p99_ms is None
 
 
 def test_median_confidence_interval_covers_the_true_median_99_percent_of_the_time():

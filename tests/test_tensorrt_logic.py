@@ -179,11 +179,13 @@ def test_tensorrt_module_resolution_takes_tensorrt_for_rtx_when_it_is_the_one_in
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_native_tensorrt_builds_caches_and_agrees(fixture_registry, tmp_path):
-    from framework.sweep.runner import SweepSettings, run_model
+    from framework.settings import MeasureSettings, SweepSettings
+    from framework.sweep.runner import run_model
 
-    settings = SweepSettings(engines=["tensorrt"], precisions=["fp32", "fp16"], batch_sizes=[1, 4], iterations=10, warmup=2, min_duration=0, output=tmp_path)
-    first = run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)
+    measure = MeasureSettings(iterations=10, warmup=2, min_duration=0)
+    settings = SweepSettings(engines=("tensorrt",), precisions=("fp32", "fp16"), batch_sizes=(1, 4), measure=measure, output=tmp_path)
+    first = [r.to_json() for r in run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)]
     assert all(r["status"] == "ok" for r in first), first
     assert all(r["engine_settings"]["engine_layers"] > 0 for r in first)
-    second = run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)
+    second = [r.to_json() for r in run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)]
     assert {r["engine_settings"]["engine_cache"] for r in second} == {"cached engine reused"}
