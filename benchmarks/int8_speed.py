@@ -39,7 +39,8 @@ def main() -> None:
         if r.get("status") != "ok":
             raise SystemExit(f"{precision}: {r.get('status')}: {r.get('reason')}")
         print(f"{args.model} onnxruntime-cpu {precision} bs1: median {r['latency']['median_ms']:.2f} ms "
-              f"(n={r['latency']['n']}, CV {r['latency']['cv']:.1%}), cosine vs PyTorch {r['agreement']['worst']['cosine_similarity']:.5f}")  # fmt: skip
+              f"(n={r['latency']['n']}, CV {r['latency']['cv']:.1%}), "
+              f"cosine vs PyTorch {r['agreement']['worst']['cosine_similarity']:.5f}")  # fmt: skip
     speedup = records["fp32"]["latency"]["median_ms"] / records["int8"]["latency"]["median_ms"]
     cores = os.cpu_count()
     target = 1.5 if cores >= 16 else 1.0

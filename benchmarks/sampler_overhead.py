@@ -15,12 +15,11 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from framework.results.compare import mann_whitney_u
-from framework.engines import engine_class
-from framework.engines import ModelArtifacts
+from framework.engines import ModelArtifacts, engine_class
 from framework.measure.monitor import DEFAULT_INTERVAL_S, ResourceSampler
 from framework.measure.timing import time_host
 from framework.registry import discover
+from framework.results.compare import mann_whitney_u
 from framework.sweep.prepare import batch_inputs, prepare_shape
 
 

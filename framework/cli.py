@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-sizes", type=_ints, default=[1], help="comma-separated (default 1)")
     run.add_argument("--iterations", type=int, default=100, help="timed iterations per experiment (default 100)")
     run.add_argument("--warmup", type=int, default=10, help="untimed warm-up iterations (default 10)")
-    run.add_argument("--min-duration", type=float, default=1.0,
-                     help="time at least this many seconds as well as --iterations, whichever ends later (default 1.0)")
+    run.add_argument(
+        "--min-duration", type=float, default=1.0, help="time at least this many seconds as well as --iterations, whichever ends later (default 1.0)"
+    )
     run.add_argument("--warmup-duration", type=float, default=0.0, help="warm up at least this many seconds too (default 0)")
     run.add_argument("--output", type=Path, default=Path("measurements_results"), help="results folder")
     run.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript", help="torch.onnx exporter")
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                      help="engine option, e.g. cuda_graph=true, channels_last=false, compile=max-autotune (repeatable)")  # fmt: skip
     run.add_argument("--sample-interval-ms", type=float, default=20.0,
-                     help="resource sampler period during the timed loops: RSS, CPU %%, and GPU memory/utilisation/clocks via NVML (0: off)")  # fmt: skip
+                     help="resource sampler period during the timed loops: RSS, CPU %%, GPU memory/utilisation/clocks (0: off)")  # fmt: skip
     run.add_argument("--limit", type=int, default=None, help="accuracy on at most this many samples of the model's dataset (default: all)")
     run.add_argument("--repeats", type=int, default=1,
                      help="measure each experiment in K separate processes, alternating engines; compare then tests per-process medians")  # fmt: skip

@@ -69,7 +69,7 @@ class InputSpec:
         if len(shape) != len(self.runtime):
             return f"{len(shape)} dims, but runtime {list(self.runtime)} has {len(self.runtime)}"
         for i, (got, want) in enumerate(zip(shape, self.runtime)):
-            if want != DYNAMIC and got != want:
+            if want not in (DYNAMIC, got):
                 return f"dim {i} ({self.dims_names[i]}) is {got}, but runtime fixes it to {want}"
         return None
 
@@ -99,11 +99,7 @@ class ModelConfig:
     def output_dynamic_axes(self, output: OutputSpec) -> dict[int, str]:
         """Output dims that vary: -1 in the config, or named like a dynamic input dim (e.g. batch_size)."""
         dynamic_names = {n for spec in self.inputs for n in spec.dynamic_axes.values()}
-        return {
-            i: name
-            for i, (dim, name) in enumerate(zip(output.runtime, output.dims_names))
-            if dim == DYNAMIC or name in dynamic_names
-        }
+        return {i: name for i, (dim, name) in enumerate(zip(output.runtime, output.dims_names)) if dim == DYNAMIC or name in dynamic_names}
 
 
 def load_config(path: str | Path) -> ModelConfig:
@@ -202,9 +198,7 @@ class _Validator:
         example = self.dims(self.get(shapes, "example", shapes_field), f"{shapes_field}.example", allow_dynamic=False)
         runtime = self.dims(self.get(shapes, "runtime", shapes_field), f"{shapes_field}.runtime", allow_dynamic=True)
         if len(dims_names) != len(runtime):
-            raise self.fail(
-                f"{shapes_field}.dims_names", f"{len(dims_names)} names, but runtime has {len(runtime)} dims"
-            )
+            raise self.fail(f"{shapes_field}.dims_names", f"{len(dims_names)} names, but runtime has {len(runtime)} dims")
         optimization = None
         if shapes.get("optimization") is not None:
             optimization = self.profile(shapes["optimization"], f"{shapes_field}.optimization", runtime, dims_names)
@@ -218,17 +212,13 @@ class _Validator:
             if len(dims) != len(runtime):
                 raise self.fail(f"{field}.{key}", f"{len(dims)} dims, but runtime has {len(runtime)}")
             for i, (d, r) in enumerate(zip(dims, runtime)):
-                if r != DYNAMIC and d != r:
-                    raise self.fail(
-                        f"{field}.{key}[{i}]", f"is {d}, but runtime fixes dim {i} ({dims_names[i]}) to {r}"
-                    )
+                if r not in (DYNAMIC, d):
+                    raise self.fail(f"{field}.{key}[{i}]", f"is {d}, but runtime fixes dim {i} ({dims_names[i]}) to {r}")
             shapes[key] = dims
         for i in range(len(runtime)):
             lo, mid, hi = shapes["min"][i], shapes["opt"][i], shapes["max"][i]
             if not lo <= mid <= hi:
-                raise self.fail(
-                    field, f"dim {i} ({dims_names[i]}) needs min <= opt <= max, got {lo}, {mid}, {hi}"
-                )
+                raise self.fail(field, f"dim {i} ({dims_names[i]}) needs min <= opt <= max, got {lo}, {mid}, {hi}")
         return ShapeProfile(shapes["min"], shapes["opt"], shapes["max"])
 
     def output_spec(self, node: dict, field: str) -> OutputSpec:

@@ -11,7 +11,7 @@ import sys
 PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpuinfo_field(key: str) -> str | None:
     """The first ``key : value`` line of /proc/cpuinfo (Linux); None elsewhere. Cached: the CPU does not change,
     and ``cpu_int8_saturates`` is asked for every experiment's fingerprint."""

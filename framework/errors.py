@@ -34,10 +34,6 @@ class ProviderFallbackError(EngineUnavailable):
     """ONNX Runtime silently fell back to another execution provider than the one requested."""
 
 
-class ExperimentError(DeployBenchError):
-    """One experiment failed; the sweep records it and goes on."""
-
-
 def one_line(exc: BaseException, limit: int = 500) -> str:
     """``ExcType: message`` on one line, for result records and progress output."""
     text = " ".join(str(exc).split()) or "(no message)"

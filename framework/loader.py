@@ -78,9 +78,7 @@ class ModelLoader:
                     f"{list(self.example_shapes[i])} becomes {tuple(tensor.shape)} after preprocessing: {problem}",
                 )
             if tensor.dtype != spec.dtype:
-                raise DeployBenchError(
-                    f"{type(self).__name__}.preprocess(): input {spec.name!r} is {tensor.dtype}, config says {spec.dtype_str}"
-                )
+                raise DeployBenchError(f"{type(self).__name__}.preprocess(): input {spec.name!r} is {tensor.dtype}, config says {spec.dtype_str}")
         return tensors
 
 
@@ -105,7 +103,7 @@ def make_batch(tensor: np.ndarray, spec: InputSpec, batch_size: int) -> np.ndarr
     if axis is None:
         raise DeployBenchError(f"input {spec.name!r} has no dim named 'batch_size', so only batch size 1 runs")
     fixed = spec.runtime[axis]
-    if fixed != -1 and fixed != batch_size:
+    if fixed not in (-1, batch_size):
         raise DeployBenchError(f"input {spec.name!r}: runtime fixes batch_size to {fixed}; batch size {batch_size} cannot run")
     return np.ascontiguousarray(np.repeat(tensor, batch_size, axis=axis))
 

@@ -60,18 +60,14 @@ class RegisteredModel:
     def load_config(self) -> ModelConfig:
         config = load_config(self.config_path)
         if config.name != self.name:
-            raise ConfigError(
-                config.path, "name", f"is {config.name!r}, but the loader in {self.source} registers {self.name!r}"
-            )
+            raise ConfigError(config.path, "name", f"is {config.name!r}, but the loader in {self.source} registers {self.name!r}")
         return config
 
     def create(self, example_shapes: list[tuple[int, ...]] | None = None) -> ModelLoader:
         """Load and validate the config, then build the loader for these example shapes."""
         config = self.load_config()
         if example_shapes is not None and len(example_shapes) != len(config.inputs):
-            raise RegistryError(
-                f"model {self.name!r} has {len(config.inputs)} inputs, but {len(example_shapes)} example shapes were given"
-            )
+            raise RegistryError(f"model {self.name!r} has {len(config.inputs)} inputs, but {len(example_shapes)} example shapes were given")
         return self.loader_class(config, example_shapes)
 
 
@@ -123,11 +119,7 @@ def _collect(registry: ModelRegistry, source: str, load_module) -> None:
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         registry.errors.append(f"{source}: import failed: {last}")
         return
-    classes = [
-        obj
-        for obj in vars(module).values()
-        if isinstance(obj, type) and obj.__dict__.get(_MARK) and obj.__module__ == module.__name__
-    ]
+    classes = [obj for obj in vars(module).values() if isinstance(obj, type) and obj.__dict__.get(_MARK) and obj.__module__ == module.__name__]
     if not classes:
         registry.errors.append(f"{source}: no class decorated with @register_model")
     for cls in classes:

@@ -2,7 +2,6 @@
 short files and functions; and the unit-of-work records survive their files unchanged."""
 
 import ast
-import json
 from pathlib import Path
 
 import pytest
@@ -43,7 +42,7 @@ def test_the_package_has_no_import_cycles():
         state[node] = "open"
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                cycle = trail[trail.index(nxt):] + [nxt] if nxt in trail else [node, nxt]
+                cycle = trail[trail.index(nxt) :] + [nxt] if nxt in trail else [node, nxt]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt, trail + [nxt])
@@ -77,3 +76,13 @@ def test_files_stay_under_400_lines_and_functions_under_50(path):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             length = node.end_lineno - node.lineno + 1
             assert length <= 50, f"{path.relative_to(REPO)}:{node.lineno} {node.name}() has {length} lines"
+
+
+@pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "."]], ids=["lint", "format"])
+def test_the_tree_passes_ruff(command):
+    """The linter and formatter configured in pyproject.toml ([tool.ruff]); the test extra installs ruff."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ruff", *command], cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -77,7 +77,8 @@ def test_a_failing_experiment_is_recorded_and_the_sweep_goes_on(tmp_path, capsys
     load = (plugins / "fixed_batch" / "load.py").read_text().replace('name = "tiny_cnn"', 'name = "fixed_batch"')
     (plugins / "fixed_batch" / "load.py").write_text(load)
     code = main(["run", "fixed_batch", "--models-dir", str(plugins), "--output", str(tmp_path / "out"),
-                 "--batch-sizes", "1,2", "--precisions", "fp32,fp16", "--iterations", "3", "--warmup", "0", "--min-duration", "0", "--quiet"])  # fmt: skip
+                 "--batch-sizes", "1,2", "--precisions", "fp32,fp16", "--iterations", "3", "--warmup", "0", "--min-duration", "0",
+                 "--quiet"])  # fmt: skip
     assert code == 1
     assert "3 of 8 experiments failed" in capsys.readouterr().err  # pytorch-cpu's fp16 rows are skipped, not failed
     rows = {(r["engine"], r["precision"], r["batch_size"]): r for r in read_summary(tmp_path / "out" / "fixed_batch")}

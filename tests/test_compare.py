@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from framework.cli import main
-from framework.results.compare import bootstrap_ratio_ci, compare, mann_whitney_u, verdict
 from framework.files import write_json
+from framework.results.compare import bootstrap_ratio_ci, compare, mann_whitney_u, verdict
 from framework.results.record import Experiment, Result, Samples
 from framework.results.store import save_result
 

@@ -80,7 +80,7 @@ def test_each_mistake_names_file_field_and_problem(tmp_path, old, new, field, pr
 
 
 def test_duplicate_input_names(tmp_path):
-    doubled = VALID.replace("outputs:", VALID.split("inputs:\n")[1].split("outputs:")[0] + "outputs:", 1)
+    doubled = VALID.replace("outputs:", VALID.split("inputs:\n")[1].split("outputs:", maxsplit=1)[0] + "outputs:", 1)
     path = write(tmp_path, doubled)
     with pytest.raises(ConfigError, match=r"inputs\[1\]\.name: duplicate name 'image' \(also inputs\[0\]\)"):
         load_config(path)

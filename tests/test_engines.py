@@ -4,14 +4,23 @@ output buffers are sized without running the model; ONNX Runtime's silent provid
 import ast
 import importlib.util
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from framework.artifacts.export import export_onnx
 from framework.config import load_config
-from framework.engines import (ENGINES, PRECISIONS, Engine, EngineStateError, ModelArtifacts, UnknownEngineError,
-                               engine_availability, engine_class)  # fmt: skip
+from framework.engines import (
+    ENGINES,
+    PRECISIONS,
+    Engine,
+    EngineStateError,
+    ModelArtifacts,
+    UnknownEngineError,
+    engine_availability,  # fmt: skip
+    engine_class,
+)
 from framework.engines._onnxruntime import create_verified_session, resolve_output_shapes
 from framework.errors import DeployBenchError, ProviderFallbackError
 from framework.loader import make_batch
@@ -67,7 +76,7 @@ def test_no_engine_module_imports_another():
     modules = {path.split(":")[0] for path in ENGINES.values()}
     short = {m.rsplit(".", 1)[1] for m in modules}
     for module in modules:
-        tree = ast.parse(open(importlib.util.find_spec(module).origin).read())
+        tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
         imported = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -130,10 +139,9 @@ def test_lifecycle_load_once_use_close_any_number_of_times(artifacts, name):
         engine.infer(inputs)
     with pytest.raises(EngineStateError, match="the engine is closed"):
         engine.load()
-    with pytest.raises(RuntimeError, match="inside the block"):
-        with engine_class(name)(arts, "fp32") as engine:
-            assert engine.is_loaded and list(engine.infer(inputs)) == ["pooled", "lengths"]
-            raise RuntimeError("inside the block")
+    with pytest.raises(RuntimeError, match="inside the block"), engine_class(name)(arts, "fp32") as engine:
+        assert engine.is_loaded and list(engine.infer(inputs)) == ["pooled", "lengths"]
+        raise RuntimeError("inside the block")
     assert not engine.is_loaded
     with pytest.raises(EngineStateError, match="this one is closed"):
         engine.infer(inputs)

@@ -5,8 +5,8 @@ import onnx
 import pytest
 import torch
 
-from framework.errors import ExportError
 from framework.artifacts.export import export_onnx, run_onnx_cpu
+from framework.errors import ExportError
 
 
 def export_tiny_cnn(registry, tmp_path, exporter="torchscript"):

@@ -101,8 +101,14 @@ def records(out: Path, model: str) -> dict:
     [
         (lambda t: t.replace("inputs:", "inputs: [", 1), "not valid YAML"),
         (lambda t: t.replace("      example: [16, 16, 3]\n", ""), "inputs[0].shapes.example: missing"),
-        (lambda t: t.replace("example: [16, 16, 3]", "example: sixteen"), "inputs[0].shapes.example: expected a non-empty list of integers, got str 'sixteen'"),
-        (lambda t: t.replace("min: [1, 3, 8, 8]", "min: [1, 3, 99, 8]"), "inputs[0].shapes.optimization: dim 2 (height) needs min <= opt <= max, got 99, 16, 64"),
+        (
+            lambda t: t.replace("example: [16, 16, 3]", "example: sixteen"),
+            "inputs[0].shapes.example: expected a non-empty list of integers, got str 'sixteen'",
+        ),
+        (
+            lambda t: t.replace("min: [1, 3, 8, 8]", "min: [1, 3, 99, 8]"),
+            "inputs[0].shapes.optimization: dim 2 (height) needs min <= opt <= max, got 99, 16, 64",
+        ),
     ],
     ids=["malformed-yaml", "missing-field", "wrong-type", "min-greater-than-max"],
 )
@@ -247,7 +253,7 @@ def test_interrupted_sweep_keeps_finished_experiments_and_resumes_without_measur
     finished = {k: v for k, v in records(out, "healthy").items() if k[2] in (3, 5, 6, 7)}
     assert (("onnxruntime-cpu", "fp32", 3) in finished) and len(finished) < 4
     stamps = {k: (out / "healthy" / "16x16x3" / f"onnxruntime-cpu__fp32__bs{k[2]}" / "latencies.csv").stat().st_mtime_ns for k in finished}
-    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.count("kept from an earlier run") == len(finished)
     after = records(out, "healthy")

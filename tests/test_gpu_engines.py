@@ -24,7 +24,7 @@ def test_gpu_engines_measure_two_ways_and_agree_with_pytorch(fixture_registry, t
     for r in records:
         assert r["status"] == "ok", r
         assert r["clock"] == "perf_counter_ns" and r["latency_model"]["n"] == 20
-        assert 0 < r["latency_model"]["median_ms"] and 0 < r["latency"]["median_ms"]
+        assert r["latency_model"]["median_ms"] > 0 and r["latency"]["median_ms"] > 0
         assert r["validity"] == "valid"
         # ONNX Runtime's Run blocks until the GPU is done: no enqueue time, so no host-bound verdict for it
         assert (r.get("enqueue_median_ms") is None) == (r["engine"] == "onnxruntime-cuda")
@@ -55,8 +55,8 @@ def test_onnxruntime_cuda_graph_never_replays_stale_inputs(fixture_registry, tmp
     import numpy as np
     import torch
 
-    from framework.engines import ModelArtifacts, engine_class
     from framework.artifacts.export import export_onnx
+    from framework.engines import ModelArtifacts, engine_class
 
     if not ort_has_cuda():
         pytest.skip("this onnxruntime build has no CUDAExecutionProvider")
@@ -82,8 +82,8 @@ def test_onnxruntime_cuda_rebinds_for_new_shapes_without_the_pytorch_module(fixt
     import numpy as np
     import torch
 
-    from framework.engines import ModelArtifacts, engine_class
     from framework.artifacts.export import export_onnx
+    from framework.engines import ModelArtifacts, engine_class
 
     if not ort_has_cuda():
         pytest.skip("this onnxruntime build has no CUDAExecutionProvider")

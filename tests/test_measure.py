@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from framework.measure.timing import Timing, time_host
 from framework.measure.stats import latency_summary, median_confidence_interval, min_samples_for_percentile, tukey_outliers, without_outliers
+from framework.measure.timing import Timing, time_host
 
 
 def test_warmup_is_run_but_not_timed():

@@ -4,8 +4,8 @@ import numpy as np
 
 from framework.engines import ENGINES
 from framework.engines.pytorch_cpu import PyTorchCPUEngine
-from framework.sweep.prepare import varied_inputs
 from framework.settings import MeasureSettings, SweepSettings
+from framework.sweep.prepare import varied_inputs
 from framework.sweep.runner import run_model
 
 
@@ -22,8 +22,9 @@ class ConstantOutputEngine(PyTorchCPUEngine):
 
 def test_constant_outputs_are_labelled_invalid_while_real_ones_stay_valid(fixture_registry, tmp_path, monkeypatch):
     monkeypatch.setitem(ENGINES, "constant-output", f"{__name__}:ConstantOutputEngine")
-    settings = SweepSettings(engines=("pytorch-cpu", "constant-output"), measure=MeasureSettings(iterations=3, warmup=0, min_duration=0), output=tmp_path,
-                             isolate=False)  # the test engine exists only in this process
+    settings = SweepSettings(
+        engines=("pytorch-cpu", "constant-output"), measure=MeasureSettings(iterations=3, warmup=0, min_duration=0), output=tmp_path, isolate=False
+    )  # the test engine exists only in this process
     honest, constant = (r.to_json() for r in run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None))
     assert honest["validity"] == "valid" and honest["agreement_after_timing"]["worst"]["cosine_similarity"] > 0.9999
     assert constant["status"] == "ok" and constant["validity"] == "invalid"

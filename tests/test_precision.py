@@ -6,13 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from framework.measure.agreement import compare_outputs, top_k_agreement
 from framework.artifacts.cache import cached_build, is_current
+from framework.artifacts.graphs import calibration_batches, calibration_digest, int8_settings, quantize_int8
 from framework.cli import main
 from framework.config import load_config
-from framework.artifacts.graphs import calibration_batches, calibration_digest, int8_settings, quantize_int8
-from tests.conftest import summaries
-from tests.conftest import FIXTURE_MODELS
+from framework.measure.agreement import compare_outputs, top_k_agreement
+from tests.conftest import FIXTURE_MODELS, summaries
 
 FAST = ["--iterations", "5", "--warmup", "1", "--min-duration", "0", "--quiet"]
 
@@ -93,8 +92,8 @@ def test_int8_calibration_cache_is_keyed_by_data_and_batching(tmp_path):
 
 
 def test_int8_weights_take_7_bits_only_on_cpus_whose_int8_kernels_saturate():
-    from framework.environment import cpu_int8_saturates
     from framework.artifacts.graphs import int8_recipe
+    from framework.environment import cpu_int8_saturates
 
     assert cpu_int8_saturates({"sse4_1", "avx2", "fma"}) is True  # AVX2 without VNNI (this VM's EPYC, Haswell..Skylake)
     assert cpu_int8_saturates({"avx2", "avx512bw", "avx512_vnni"}) is False  # Cascade Lake and later

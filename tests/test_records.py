@@ -89,7 +89,8 @@ def test_an_onnxruntime_worker_never_loads_the_pytorch_module(tmp_path):
     shutil.copytree(FIXTURE_MODELS / "tiny_cnn", plugins / "counted")
     (plugins / "counted" / "config.yaml").write_text((plugins / "counted" / "config.yaml").read_text().replace("name: tiny_cnn", "name: counted"))
     log = tmp_path / "loads.txt"
-    (plugins / "counted" / "load.py").write_text(textwrap.dedent(f"""\
+    (plugins / "counted" / "load.py").write_text(
+        textwrap.dedent(f"""\
         import os
         import torch
         from framework import ModelLoader, register_model
@@ -103,7 +104,8 @@ def test_an_onnxruntime_worker_never_loads_the_pytorch_module(tmp_path):
                     handle.write(f"{{os.getpid()}}\\n")
                 torch.manual_seed(0)
                 return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 5))
-        """))
+        """)
+    )
     assert main(["run", "counted", "--models-dir", str(plugins), "--output", str(tmp_path / "out"),
                  "--engines", "onnxruntime-cpu", "--precisions", "fp32,fp16,int8", "--batch-sizes", "1,2", *FAST]) == 0  # fmt: skip
     assert set(log.read_text().split()) == {str(os.getpid())}  # six ONNX Runtime children, none loaded it

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from framework.artifacts.cache import is_current, record_built, settings_hash
 from framework.config import load_config
 from framework.engines import engine_availability
-from framework.artifacts.cache import is_current, record_built, settings_hash
 from framework.engines._tensorrt import bind_and_execute, build_settings, check_in_profile, ort_profile_options, profile_shapes
 from framework.errors import ConfigError, DeployBenchError
 from tests.conftest import FIXTURE_MODELS
@@ -39,7 +39,10 @@ def test_all_fixed_dims_give_a_static_engine(tmp_path):
 
 def test_dynamic_dims_without_a_profile_name_the_missing_field(tmp_path):
     config = variant(tmp_path, "\n      optimization: {min: [1, 3, 8, 8], opt: [1, 3, 16, 16], max: [8, 3, 64, 64]}", "")
-    with pytest.raises(ConfigError, match=r"config.yaml: inputs\[0\].shapes.optimization: required for TensorRT: runtime \[-1, 3, -1, -1\] has dynamic dims \[0, 2, 3\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config.yaml: inputs\[0\].shapes.optimization: required for TensorRT: runtime \[-1, 3, -1, -1\] has dynamic dims \[0, 2, 3\]",
+    ):
         profile_shapes(config)
 
 

@@ -12,8 +12,8 @@ import hashlib
 import json
 import mmap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from framework.files import write_json
 

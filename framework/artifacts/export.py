@@ -149,9 +149,7 @@ def run_onnx_cpu(path: Path, config: ModelConfig, inputs: list[np.ndarray]) -> d
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise ExportError(
-            "checking the ONNX export needs onnxruntime: pip install 'deploybench[cpu]' (or [gpu] on a GPU machine)"
-        ) from exc
+        raise ExportError("checking the ONNX export needs onnxruntime: pip install 'deploybench[cpu]' (or [gpu] on a GPU machine)") from exc
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     results = session.run(config.output_names, dict(zip(config.input_names, inputs)))
     return dict(zip(config.output_names, results))

@@ -16,9 +16,9 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -177,7 +177,8 @@ def quantize_int8(src: Path, dst: Path, batches: list[dict[str, np.ndarray]], va
             except Exception:  # symbolic shape inference gives up on some graphs (BERT's masks): ONNX's own suffices
                 quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
             quantize_static(
-                str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+                str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"],
+                reduce_range=settings["reduce_range"],
                 activation_type=getattr(QuantType, settings["activation_type"]), weight_type=getattr(QuantType, settings["weight_type"]),
                 calibrate_method=getattr(CalibrationMethod, settings["calibrate_method"]),
                 extra_options={"ActivationSymmetric": settings["activation_symmetric"], "WeightSymmetric": True,
@@ -212,8 +213,9 @@ def _int8(variant: str) -> GraphRecipe:
 
 # Every graph an engine may ask for (``Engine.graphs``), by name: the one dispatch.
 GRAPHS: dict[str, GraphRecipe] = {
-    "fp16": GraphRecipe("fp16", False, lambda source, _: fp16_settings(source),
-                        lambda source, target, _: {"convert_s": convert_to_fp16(source, target)}),  # fmt: skip
+    "fp16": GraphRecipe(
+        "fp16", False, lambda source, _: fp16_settings(source), lambda source, target, _: {"convert_s": convert_to_fp16(source, target)}
+    ),  # fmt: skip
     **{variant: _int8(variant) for variant in INT8_VARIANTS},
 }
 

@@ -32,7 +32,7 @@ def engine_class(name: str) -> type[Engine]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def engine_availability(name: str) -> str | None:
     """None when the engine can run here, else why not. Import failures count as 'cannot run', and so does
     an engine class left abstract (e.g. without ``availability``): it could not be instantiated.

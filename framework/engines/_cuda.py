@@ -3,7 +3,7 @@ usable here, and the latency-all step (pinned host input -> device -> run -> pin
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -9,7 +9,8 @@ checked and a mismatch raises ``ProviderFallbackError``.
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -34,9 +35,7 @@ def create_verified_session(onnx_path, providers: list, session_options=None):
     wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
     available = ort.get_available_providers()
     if wanted not in available:
-        raise ProviderFallbackError(
-            f"{wanted} is not in this onnxruntime build ({ort.__version__}); available: {', '.join(available)}"
-        )
+        raise ProviderFallbackError(f"{wanted} is not in this onnxruntime build ({ort.__version__}); available: {', '.join(available)}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         session = ort.InferenceSession(str(onnx_path), sess_options=session_options, providers=providers)

@@ -7,8 +7,8 @@ Kept apart from the engines so that it is tested on machines where TensorRT cann
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from framework.artifacts.cache import file_sha256
 from framework.config import ModelConfig
@@ -60,9 +60,7 @@ def ort_profile_options(config: ModelConfig) -> dict[str, str]:
         return {}
     options = {}
     for index, key in enumerate(("min", "opt", "max")):
-        options[f"trt_profile_{key}_shapes"] = ",".join(
-            f"{name}:{'x'.join(map(str, shapes[index]))}" for name, shapes in profiles.items()
-        )
+        options[f"trt_profile_{key}_shapes"] = ",".join(f"{name}:{'x'.join(map(str, shapes[index]))}" for name, shapes in profiles.items())
     return options
 
 

@@ -126,4 +126,3 @@ class PyTorchCUDAEngine(Engine):
 
         self.module = None
         torch.cuda.empty_cache()
-

@@ -30,7 +30,6 @@ from framework.engines.base import Engine
 from framework.errors import DeployBenchError, EngineUnavailable
 from framework.torch_outputs import torch_dtype
 
-
 TENSORRT_MODULES = ("tensorrt", "tensorrt_rtx_bindings")  # TensorRT, then TensorRT for RTX (same builder API)
 
 
@@ -210,4 +209,3 @@ class TensorRTEngine(Engine):
 
     def _close(self) -> None:
         self.context = self.engine = None
-

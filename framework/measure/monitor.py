@@ -15,6 +15,7 @@ its fork server, a script calling ``run_model``) wait for the experiment, so a c
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -49,7 +50,7 @@ class _Nvml:
         self.throttle_bits = {getattr(pynvml, name): text for name, text in THROTTLE_REASONS.items() if hasattr(pynvml, name)}
 
     @classmethod
-    def open(cls, index: int = 0) -> "_Nvml | None":
+    def open(cls, index: int = 0) -> _Nvml | None:
         try:
             return cls(index)
         except Exception:
@@ -150,10 +151,8 @@ class ResourceSampler:
             self._children = self.process.children(recursive=True)
             self._children_checked = now
         for child in self._children:
-            try:
+            with contextlib.suppress(Exception):  # a child that just exited
                 rss += child.memory_info().rss
-            except Exception:  # a child that just exited
-                pass
         return rss / 2**20
 
     def _sample(self) -> None:
@@ -169,7 +168,7 @@ class ResourceSampler:
         while not self._stop.wait(self.interval_s):
             self._sample()
 
-    def __enter__(self) -> "ResourceSampler":
+    def __enter__(self) -> ResourceSampler:
         self._sample()
         self._thread = threading.Thread(target=self._run, name="deploybench-sampler", daemon=True)
         self._thread.start()

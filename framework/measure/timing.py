@@ -11,8 +11,8 @@ reads, the step call and one list append, so its own cost stays far below a micr
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,18 @@ import numpy as np
 
 from framework.measure.stats import min_samples_for_percentile
 from framework.report.style import (
-    batch_sizes, engine_color, legend_beside, line_style, marker, marker_legend, of_batch, pyplot, save_figure,
-    series_key, series_label, suptitle,
+    batch_sizes,
+    engine_color,
+    legend_beside,
+    line_style,
+    marker,
+    marker_legend,
+    of_batch,
+    pyplot,
+    save_figure,
+    series_key,
+    series_label,
+    suptitle,
 )  # fmt: skip
 from framework.results.record import LatencyStats, Result
 

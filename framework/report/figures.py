@@ -8,9 +8,9 @@ Each engine keeps one colour in every figure; precisions differ by line style, m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from framework.files import safe_component
 from framework.report.comparisons import draw_accuracy_vs_latency, draw_latency_bars, draw_tail_latency, draw_throughput_vs_batch

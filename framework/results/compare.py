@@ -187,7 +187,9 @@ def format_report(pairs: list[Pair], notes: list[str], env_diffs: list[str], fac
     lines.append(f"{'experiment':58s} {'A median ms':>11s} {'B median ms':>11s} {'B/A':>6s} {'99% CI':>15s} {'MWU p':>8s}  verdict (factor {factor})")
     for p in pairs:
         p_text = f"{p.p_value:8.4f}" if p.p_value is not None else f"{'n/a':>8s}"
-        lines.append(f"{_name(p.key):58s} {p.median_a:11.3f} {p.median_b:11.3f} {p.ratio:6.3f} [{p.ci_low:5.3f}, {p.ci_high:5.3f}] {p_text}  {p.verdict}")
+        lines.append(
+            f"{_name(p.key):58s} {p.median_a:11.3f} {p.median_b:11.3f} {p.ratio:6.3f} [{p.ci_low:5.3f}, {p.ci_high:5.3f}] {p_text}  {p.verdict}"
+        )
     if pairs:
         lines.append(f"geometric mean of B/A over {len(pairs)} pairs: {geometric_mean([p.ratio for p in pairs]):.3f}")
     lines += notes

@@ -7,9 +7,9 @@ A column has a CSV name and raw value, and where it appears in text (``views``) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from framework.files import write_atomic
 from framework.results.record import Result
@@ -145,8 +145,9 @@ COLUMNS: list[Column] = [
     Column("model_median_ms", _lat("median_ms", "latency_model"), "model-only median ms", num(), views=_views(SUMMARY, PROGRESS)),
     Column("model_mean_ms", _lat("mean_ms", "latency_model")),
     Column("model_p99_ms", _lat("p99_ms", "latency_model")),
-    Column("model_throughput_items_per_s", _lat("throughput_items_per_s", "latency_model"), "model-only items/s", num(1),
-           views=_views(SUMMARY, PROGRESS)),
+    Column(
+        "model_throughput_items_per_s", _lat("throughput_items_per_s", "latency_model"), "model-only items/s", num(1), views=_views(SUMMARY, PROGRESS)
+    ),
     Column("max_abs_error", _worst("max_abs_error"), "max abs err", sci, views=_views(SUMMARY, PROGRESS)),
     Column("relative_l2_error", _worst("relative_l2_error")),
     Column("cosine_similarity", _worst("cosine_similarity"), "agreement (cosine)", num(6), views=_views(REPORT)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from framework.config import ModelConfig, load_config
 from framework.files import write_atomic
-from framework.results.record import ExportInfo, Experiment, Result
+from framework.results.record import Experiment, ExportInfo, Result
 from framework.settings import MeasureSettings
 
 
@@ -107,11 +108,9 @@ def write_shape_data(path: Path, inputs: list[np.ndarray], reference: dict, vari
     arrays.update({f"dataset_reference:{k}": v for k, v in dataset_reference.items()})
     arrays.update({f"reference:{k}": v for k, v in reference.items()})
     arrays.update({f"varied_reference:{k}": v for k, v in varied_reference.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
-        np.savez(handle, **arrays)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
     return path
 
 
@@ -127,6 +126,7 @@ class ShapeData:
     @classmethod
     def read(cls, path: Path, config: ModelConfig, has_dataset: bool) -> ShapeData:
         with np.load(path) as data:
+
             def outputs(prefix: str) -> dict[str, np.ndarray]:
                 return {n: data[f"{prefix}:{n}"] for n in config.output_names}
 

@@ -9,11 +9,12 @@ are rebuilt from the files on disk.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from framework import environment
 from framework.engines import engine_availability, engine_class
@@ -46,7 +47,7 @@ class Progress:
         filled = round(20 * self.done / max(self.total, 1))
         elapsed = time.monotonic() - self.started
         eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        eta_text = f"ETA {int(eta // 60)}:{int(eta % 60):02d}" if eta == eta else "ETA ?"
+        eta_text = f"ETA {int(eta // 60)}:{int(eta % 60):02d}" if not math.isnan(eta) else "ETA ?"
         self.report(f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} {eta_text} {experiment.name}: {outcome}")
 
 

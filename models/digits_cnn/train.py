@@ -19,10 +19,10 @@ SEED = 0
 
 
 def main() -> None:
+    import importlib.util
+
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
-
-    import importlib.util
 
     spec = importlib.util.spec_from_file_location("digits_cnn_load", HERE / "load.py")
     model_module = importlib.util.module_from_spec(spec)
@@ -36,7 +36,7 @@ def main() -> None:
     x = torch.from_numpy(model_module.normalise(train_x))
     y = torch.from_numpy(train_y.astype(np.int64))
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for epoch in range(40):
+    for _epoch in range(40):
         order = torch.randperm(len(x))
         for start in range(0, len(x), 64):
             index = order[start : start + 64]
