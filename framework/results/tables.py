@@ -127,7 +127,7 @@ COLUMNS: list[Column] = [
     Column("mean_ms", _lat("mean_ms"), "mean ms", num(), views=_views(SUMMARY)),
     Column("std_ms", _lat("std_ms")),
     Column("cv", _lat("cv"), "CV", pct, views=_views(SUMMARY, PROGRESS)),
-    Column("min_ms", _lat("min_ms")),
+    Column("min_ms", _lat("min_ms"), "min ms", num(), views=_views(SUMMARY, REPORT)),
     Column("median_ms", _lat("median_ms"), "median ms", num(), views=_views(REPORT, PROGRESS)),
     Column("median_with_ci", _median_with_ci, "median ms (99% CI)", views=frozenset({SUMMARY})),
     Column("median_ci99_low_ms", _lat("median_ci99_low_ms")),
