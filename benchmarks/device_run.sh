@@ -2,7 +2,8 @@
 # The GPU checks in one call on the lent GPU machine (see README "GPU checks"): install the carried wheels,
 # run the gpu-marked tests, then a user's run of digits_cnn (every engine here, fp32/fp16/int8) and, in the
 # full mode, benchmarks/gpu_suite.py, int8_speed.py (the Xeon's VNNI), isolation_cost.py and
-# sampler_overhead.py (GPU and CPU engine). `device_run.sh quick` stops after the user's run.
+# sampler_overhead.py (GPU and CPU engine). `device_run.sh quick` stops after the user's run; `device_run.sh suite`
+# after gpu_suite.py (one 10-minute call).
 # $OUT gets one log (device_run.log) and the reports: at most 8 files come back from a device call.
 set -uo pipefail
 mode="${1:-full}"
@@ -21,6 +22,8 @@ cp /tmp/user_run/digits_cnn/report.html "$out/report_digits_cnn.html" 2>/dev/nul
 cp /tmp/user_run/digits_cnn/summary.md "$out/summary_digits_cnn.md" 2>/dev/null
 [[ "$mode" == quick ]] && exit 0
 step python3 benchmarks/gpu_suite.py --output /tmp/gpu_results
+cp /tmp/gpu_results/default/resnet50/report.html "$out/report_resnet50.html" 2>/dev/null
+[[ "$mode" == suite ]] && exit 0
 step python3 benchmarks/int8_speed.py
 step python3 benchmarks/isolation_cost.py
 step python3 benchmarks/sampler_overhead.py --model resnet50 --engine onnxruntime-cuda
