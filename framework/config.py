@@ -109,11 +109,37 @@ def load_config(path: str | Path) -> ModelConfig:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read file ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=NoAliasLoader)  # a SafeLoader that also refuses aliases
+    except AliasRefused as exc:
+        raise ConfigError(path, "", f"line {exc.line}: YAML aliases (&/*) are not allowed; write the values out") from None
+    except RecursionError:
+        raise ConfigError(path, "", "not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         raise ConfigError(path, "", f"not valid YAML: {' '.join(str(exc).split())}") from exc
     return _Validator(path).config(raw)
+
+
+class AliasRefused(yaml.YAMLError):
+    def __init__(self, line: int) -> None:
+        super().__init__(f"line {line}: YAML alias or anchor")
+        self.line = line
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors (``&a``) and aliases (``*a``) as it meets them.
+
+    Aliases let a few hundred bytes stand for billions of values ("billion laughs"): building, printing or
+    walking them exhausts memory. A config needs none, so the first anchor or alias ends the load at once.
+    """
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise AliasRefused(event.start_mark.line + 1)
+        return super().compose_node(parent, index)
 
 
 class _Validator:

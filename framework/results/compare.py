@@ -10,21 +10,25 @@ Mann-Whitney U on the per-process medians at p < 0.002, as asv does: samples of 
 independent of each other, processes are. This needs at least 7 processes per side (with 6, the smallest
 possible two-sided p is 2/924 = 0.0022). Otherwise the bootstrap interval must exclude 1.
 
-Invalid or failed results are never compared. Results from different machines or library versions are
-flagged (``strict`` refuses them).
+Invalid or failed results are never compared, nor are damaged ones: an unreadable summary.json is skipped and a
+latencies.csv holding another number of samples than its summary.json counted (a truncated file) is not compared, each
+with a warning naming the file. Results from different machines or library versions are flagged (``strict``
+refuses them).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from framework.errors import DeployBenchError
 from framework.results.record import Result
-from framework.results.store import load_results
+from framework.results.store import LATENCIES, load_results
 
 ENVIRONMENT_KEYS = ("cpu_model", "python")
 P_THRESHOLD = 0.002
@@ -128,16 +132,11 @@ def process_medians(result: Result) -> tuple[float, ...] | None:
 
 def environment_differences(root_a: Path, root_b: Path) -> list[str]:
     """What differs between the machines and libraries that produced A and B."""
-    envs = []
-    for root in (root_a, root_b):
-        files = sorted(Path(root).rglob("environment.json"))
-        envs.append(json.loads(files[0].read_text()) if files else {})
-    a, b = envs
+    a, b = (_environment(Path(root)) for root in (root_a, root_b))
     if not a or not b:
-        return ["environment.json missing on one side: cannot tell whether the machines match"]
+        return ["environment.json missing or unreadable on one side: cannot tell whether the machines match"]
     diffs = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in ENVIRONMENT_KEYS if a.get(k) != b.get(k)]
-    gpus_a = [(g["name"], g["driver"]) for g in a.get("gpus", [])]
-    gpus_b = [(g["name"], g["driver"]) for g in b.get("gpus", [])]
+    gpus_a, gpus_b = ([(g.get("name"), g.get("driver")) for g in env.get("gpus", []) if isinstance(g, dict)] for env in (a, b))
     if gpus_a != gpus_b:
         diffs.append(f"GPUs/driver: {gpus_a} vs {gpus_b}")
     for name in sorted(set(a.get("packages", {})) | set(b.get("packages", {}))):
@@ -147,13 +146,51 @@ def environment_differences(root_a: Path, root_b: Path) -> list[str]:
     return diffs
 
 
+def _environment(root: Path) -> dict:
+    """The first environment.json under ``root``; {} (with a warning naming it) when it is unreadable."""
+    files = sorted(root.rglob("environment.json"))
+    if not files:
+        return {}
+    try:
+        env = json.loads(files[0].read_text())
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"skipped: {files[0]}: unreadable ({type(exc).__name__}: {exc})", stacklevel=3)
+        return {}
+    if not isinstance(env, dict) or not all(isinstance(env.get(k, {}), t) for k, t in (("packages", dict), ("gpus", list))):
+        warnings.warn(f"skipped: {files[0]}: not a deploybench environment record", stacklevel=3)
+        return {}
+    return env
+
+
+def check_factor(factor: float) -> None:
+    """The effect factor must be a finite number >= 1 (1.1: a 10% change); ``DeployBenchError`` naming it if not."""
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not math.isfinite(factor) or factor < 1:
+        raise DeployBenchError(f"--factor {factor!r}: must be a finite number >= 1, e.g. 1.1 for a 10% change")
+
+
+def damaged_samples(result: Result, root: Path, side: str) -> str | None:
+    """Why ``result``'s raw samples cannot be compared (none, or not as many as its summary counted), or None."""
+    samples, stats = result.headline_samples_ms(), result.headline
+    if samples and (stats is None or len(samples) == stats.n):
+        return None
+    counted = f", summary.json counts {stats.n}" if stats is not None else ""
+    problem = f"{LATENCIES} holds {len(samples)} samples{counted}"
+    folder = result.experiment.folder(root)
+    path = folder if folder.is_dir() else result.experiment.folder(Path(root).parent)
+    warnings.warn(f"not compared: {path / LATENCIES}: {problem} (damaged or truncated)", stacklevel=3)
+    return f"{side}: {problem}"
+
+
 def compare(root_a: Path, root_b: Path, factor: float = 1.1) -> tuple[list[Pair], list[str]]:
     """Pairs with verdicts, and notes on what could not be compared."""
+    check_factor(factor)
     a, b = results_by_key(root_a), results_by_key(root_b)
     pairs, notes = [], []
     for key in sorted(set(a) & set(b), key=str):
         unusable = [f"{side}: {r.status}" if r.status != "ok" else f"{side}: invalid ({'; '.join(r.invalid_reasons)})"
                     for side, r in (("A", a[key]), ("B", b[key])) if not r.is_valid]  # fmt: skip
+        if not unusable:
+            unusable = [p for p in (damaged_samples(a[key], root_a, "A"), damaged_samples(b[key], root_b, "B")) if p]
         if unusable:
             notes.append(f"{_name(key)}: not compared, {', '.join(unusable)}")
             continue
