@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from framework.errors import DeployBenchError
+from framework.errors import DeployBenchError, one_line
 
 
 def _csv(text: str) -> list[str]:
@@ -91,6 +91,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deploybench: interrupted; finished experiments are kept, run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # not ours (a full disk, a library's bug): one line here, the traceback in a file
+        log = _error_log(getattr(args, "output", None) or Path("."))
+        print(f"deploybench: error: {one_line(exc)}{f'; the traceback is in {log}' if log else ''}", file=sys.stderr)
+        return 1
+
+
+def _error_log(folder: Path) -> Path | None:
+    """Write the current exception's traceback to ``folder/deploybench-error.log``; None if that fails too."""
+    import traceback
+
+    path = Path(folder) / "deploybench-error.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc())
+    except OSError:
+        return None
+    return path
 
 
 def parse_options(items: list[str]) -> dict[str, object]:
@@ -177,16 +194,27 @@ def settings_from_args(args):
 
 
 def _run(args) -> int:
+    from framework.files import safe_component
+    from framework.locking import refuse_if_locked
+
+    refuse_if_locked(args.output / safe_component(args.model))  # before the plugins import torch & co.
     from framework.registry import discover
-    from framework.shapes import parse_example_shapes
+    from framework.shapes import check_example_shapes, parse_example_shapes
     from framework.sweep.runner import run_model
 
+    settings = settings_from_args(args)
+    settings.validate()
     model = discover(args.models_dir).get(args.model)
     shapes_list = [parse_example_shapes(s) for s in args.shapes] if args.shapes else [None]
-    results = run_model(model, shapes_list, settings_from_args(args), report=(lambda _: None) if args.quiet else print)
+    check_example_shapes(model.load_config(), shapes_list, model.loader_class)  # bad --shapes: exit 2 before anything runs
+    results = run_model(model, shapes_list, settings, report=None if args.quiet else print)
     failed = [r for r in results if r.status == "failed"]
+    measured = [r for r in results if r.status == "ok"]
     if failed:
         print(f"deploybench: {len(failed)} of {len(results)} experiments failed (see summary.md)", file=sys.stderr)
+    elif measured and not any(r.validity == "valid" for r in measured):
+        print(f"deploybench: every measured result ({len(measured)}) is INVALID (see summary.md)", file=sys.stderr)
+        return 1
     return 1 if failed else 0
 
 

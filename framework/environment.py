@@ -7,8 +7,11 @@ import importlib.metadata
 import os
 import platform
 import sys
+import time
+from pathlib import Path
 
 PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "numpy")
+HISTORY = 50  # earlier runs kept in environment.json
 
 
 @functools.cache
@@ -97,3 +100,44 @@ def engines() -> dict[str, str | None]:
     from framework.engines import ENGINES, engine_availability
 
     return {name: engine_availability(name) for name in ENGINES}
+
+
+@functools.cache
+def _fingerprint_fields() -> str:
+    import json
+
+    versions = {}
+    for name in (*PACKAGES, "tensorrt-rtx-cu13-bindings", "onnxconverter-common"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return json.dumps({"cpu_model": cpu_model(), "gpus": [[g["name"], g["driver"]] for g in gpus()], "packages": versions}, sort_keys=True)
+
+
+def fingerprint_fields() -> dict:
+    """What a figure depends on besides the model and the settings: the CPU, the GPUs and their driver, and the
+    versions of the libraries that run it. Part of every result's fingerprint, so an upgrade or another
+    machine measures again instead of resuming figures of another environment. Read once per process."""
+    import json
+
+    return json.loads(_fingerprint_fields())
+
+
+def record(path: Path) -> dict:
+    """Write this run's environment to ``path`` (environment.json), keeping earlier runs' under ``history``
+    (newest last, at most ``HISTORY``), so results resumed from an earlier run keep the record of theirs."""
+    import json
+
+    current = {**collect(), "recorded": time.strftime("%Y-%m-%d %H:%M:%S")}
+    history = []
+    try:
+        earlier = json.loads(Path(path).read_text())
+        if isinstance(earlier, dict):
+            history = [*earlier.pop("history", []), earlier][-HISTORY:]
+    except (OSError, ValueError):
+        pass
+    from framework.files import write_json
+
+    write_json(path, {**current, "history": history})
+    return current

@@ -103,13 +103,11 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys):
     assert "unknown engines ['warp-drive']" in capsys.readouterr().err
 
 
-def test_a_shape_the_model_cannot_take_fails_that_shape_only(tmp_path):
-    assert run("tiny_cnn", "--output", str(tmp_path), "--shapes", "[(16,16)]", "[(16,16,3)]") == 1
-    rows = read_summary(tmp_path / "tiny_cnn")
-    bad = [r for r in rows if r["shape"] == "16x16"]
-    assert len(bad) == 2 and all(r["status"] == "failed" for r in bad)
-    assert "tiny_cnn/config.yaml: inputs[0].shapes.example: [16, 16] becomes (16, 16) after preprocessing" in bad[0]["reason"]
-    assert all(r["status"] == "ok" for r in rows if r["shape"] == "16x16x3")
+def test_a_shape_the_model_cannot_take_is_refused_before_anything_runs(tmp_path, capsys):
+    assert run("tiny_cnn", "--output", str(tmp_path), "--shapes", "[(16,16)]", "[(16,16,3)]") == 2
+    err = capsys.readouterr().err
+    assert "--shapes '[(16, 16)]': input 'image': (16, 16) has 2 dims, but runtime [-1, 3, -1, -1] has 4" in err
+    assert "config.yaml" not in err and not (tmp_path / "tiny_cnn").exists()
 
 
 def test_console_script_lists_models_and_engines():

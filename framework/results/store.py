@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 
 from framework.errors import ResultFileError
-from framework.files import write_atomic, write_json
+from framework.files import write_all_atomic
 from framework.results.record import Result, Samples
 
 REPEATS_DIR = "repeats"  # <experiment>/repeats/<k>/: the raw files of each process of a --repeats run
@@ -60,13 +60,15 @@ def read_samples(path: Path) -> Samples:
 def save_result(directory: Path, result: Result) -> None:
     """Samples and timeline first, ``summary.json`` last. A result without samples removes stale ones."""
     directory = Path(directory)
+    files: dict[Path, str] = {}
     if result.timeline_csv is not None:
-        write_atomic(directory / TIMELINE, result.timeline_csv)
+        files[directory / TIMELINE] = result.timeline_csv
     if result.samples is not None:
-        write_atomic(directory / LATENCIES, latencies_csv(result.samples))
-    else:
+        files[directory / LATENCIES] = latencies_csv(result.samples)
+    files[directory / SUMMARY] = json.dumps(result.to_json(), indent=2, default=str) + "\n"
+    write_all_atomic(files)  # all written before any replaces the old ones: a full disk keeps the old result
+    if result.samples is None:
         (directory / LATENCIES).unlink(missing_ok=True)
-    write_json(directory / SUMMARY, result.to_json())
 
 
 def load_result(directory: Path) -> Result:
@@ -112,8 +114,8 @@ def load_results(root: Path) -> list[Result]:
     results = []
     for path in sorted(root.rglob(SUMMARY)):
         parts = path.relative_to(root).parts[:-1]
-        if REPEATS_DIR in parts or "cache" in parts:
-            continue  # one process of a --repeats run: its experiment's own summary pools them
+        if REPEATS_DIR in parts or "cache" in parts or any(part.startswith(".") for part in parts):
+            continue  # one process of a --repeats run (its experiment pools them), or a child's staging folder
         try:
             results.append(load_result(path.parent))
         except ResultFileError as exc:

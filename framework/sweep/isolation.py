@@ -17,8 +17,10 @@ import importlib.util
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import shutil
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from framework.results.record import Result
@@ -26,6 +28,9 @@ from framework.results.store import read_result, save_result
 from framework.sweep.job import Job
 
 LOG_TAIL_LINES = 20
+STAGING_PREFIX = ".incoming-"  # <experiment>/.incoming-<run id>/: what a child writes
+PR_SET_PDEATHSIG = 1
+ROLE_VARIABLE = "DEPLOYBENCH_ROLE"
 PRELOAD = ("numpy", "torch", "torchvision", "onnxruntime", "framework.sweep.experiment")
 _context = None
 
@@ -36,13 +41,20 @@ def start_fork_server() -> multiprocessing.context.BaseContext:
     if _context is None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([m for m in PRELOAD if importlib.util.find_spec(m.split(".")[0])])
-        multiprocessing.forkserver.ensure_running()
+        # The server imports before it ignores Ctrl-C itself: started with SIGINT ignored (inherited through
+        # exec), an early Ctrl-C stops the sweep without a 40-line traceback from the server's imports.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() else None
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         _context = context
     return _context
 
 
 def run_and_save(job: Job) -> Result:
-    """What every executor does with a job: run it, save the result in the job's folder."""
+    """In this process (``--in-process``): run the job, save the result in the job's folder."""
     from framework.sweep.experiment import run
 
     result = run(job)
@@ -50,13 +62,14 @@ def run_and_save(job: Job) -> Result:
     return result
 
 
-def run_in_child(job: Job, timeout_s: float) -> Result:
-    """Run one job in a child process; its saved result, or a failed one with the reason, exit status and
-    log tail when the child died or timed out before saving."""
-    job.result_dir.mkdir(parents=True, exist_ok=True)
-    job_path = job.write(job.result_dir / "job.json")
-    log_path = job.result_dir / "child.log"
-    child = start_fork_server().Process(target=_child_entry, args=(str(job_path), str(log_path), dict(os.environ)), daemon=True)
+def run_child(target, args: tuple, timeout_s: float, role: str) -> int | None:
+    """Run ``target(*args)`` in a fresh child of the fork server that dies with this process, in this process's
+    environment as it is now (the server's dates from its start; variables read when a library loads, like
+    OMP_NUM_THREADS, keep the server's values) plus ``DEPLOYBENCH_ROLE=role`` (``preparation`` or
+    ``experiment``: a model's code can tell where it runs). Its exit code, or None when it outlived
+    ``timeout_s`` and was killed. Ctrl-C here kills it first."""
+    environ = {**os.environ, ROLE_VARIABLE: role}
+    child = start_fork_server().Process(target=_guarded, args=(os.getpid(), environ, target, args), daemon=True)
     child.start()
     try:
         child.join(timeout_s)
@@ -64,25 +77,53 @@ def run_in_child(job: Job, timeout_s: float) -> Result:
         child.kill()
         child.join()
         raise
-    outcome = None
     if child.is_alive():
         child.kill()
         child.join()
-        outcome = f"timed out after {timeout_s:g} s (child process killed)"
-    elif child.exitcode != 0:
-        outcome = _describe_exit(child.exitcode)
-    result = read_result(job.result_dir)
-    if outcome is None and result is not None and result.run_id == job.run_id:
-        return result
-    tail = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:] if log_path.exists() else []
-    outcome = outcome or "child process exited without saving a result"
-    last = next((line.strip() for line in reversed(tail) if line.strip()), "")
-    failed = job.pending_result().ended("failed", outcome + (f": {last}" if last else ""), exit_status=child.exitcode, log_tail="\n".join(tail))
-    save_result(job.result_dir, failed)
-    return failed
+        return None
+    return child.exitcode
 
 
-def _describe_exit(code: int) -> str:
+def _guarded(parent_pid: int, environ: dict, target, args: tuple) -> None:
+    """In the child: die with the fork server (which exits when the sweep's process dies), and never start
+    for a sweep already gone (a fork it requested can be served seconds after it was killed)."""
+    _die_with_parent()
+    if not _alive(parent_pid):
+        os._exit(3)  # measure nothing, write nothing
+    os.environ.clear()
+    os.environ.update(environ)
+    target(*args)
+
+
+def run_in_child(job: Job, timeout_s: float) -> Result:
+    """Run one job in a child process and save its result; a failed result with the reason, exit status and
+    log tail when the child died or timed out first.
+
+    The child writes only into a staging folder of its own (``.incoming-<run id>``); this process, which
+    holds the results lock, moves the result into place, so no child can overwrite a later run's results.
+    """
+    job.result_dir.mkdir(parents=True, exist_ok=True)
+    job_path = job.write(job.result_dir / "job.json")
+    staging = job.result_dir / f"{STAGING_PREFIX}{job.run_id}"
+    staging.mkdir()
+    code = run_child(_child_entry, (str(job_path), str(staging)), timeout_s, "experiment")
+    result = read_result(staging)
+    log = staging / "child.log"
+    tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:] if log.exists() else []
+    if code != 0 or result is None or result.run_id != job.run_id:
+        outcome = f"timed out after {timeout_s:g} s (child process killed)" if code is None else describe_exit(code)
+        last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+        result = job.pending_result().ended("failed", outcome + (f": {last}" if last else ""), exit_status=code, log_tail="\n".join(tail))
+    save_result(job.result_dir, result)
+    if log.exists():
+        log.replace(job.result_dir / "child.log")
+    shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def describe_exit(code: int) -> str:
+    if code == 0:
+        return "child process exited without saving a result"
     if code < 0:
         try:
             return f"child process killed by {signal.Signals(-code).name} (exit status {code})"
@@ -91,26 +132,52 @@ def _describe_exit(code: int) -> str:
     return f"child process exited with status {code}"
 
 
-def _child_entry(job_path: str, log_path: str, environ: dict) -> None:
-    """Runs in the forked child: the parent's environment as it is now (the server's dates from its start;
-    variables read when a library loads, like OMP_NUM_THREADS, keep the server's values), and everything it
-    prints goes to ``child.log`` (its tail explains a crash)."""
-    os.environ.clear()
-    os.environ.update(environ)
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def _child_entry(job_path: str, staging: str) -> None:
+    """Runs in the forked child; everything it prints goes to ``child.log`` (its tail explains a crash)."""
+    log = os.open(Path(staging) / "child.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
     try:
-        main([job_path])
+        from framework.sweep.experiment import run
+
+        save_result(Path(staging), run(Job.read(Path(job_path))))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent (the fork server) exits."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent-alive check below still applies
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def main(argv: list[str]) -> int:
-    """``python -m framework.sweep.isolation JOB.json``: measure one experiment again, by hand."""
-    result = run_and_save(Job.read(Path(argv[0])))
-    print(f"{result.experiment.name}: {result.status} {result.reason}".rstrip())
+    """``python -m framework.sweep.isolation JOB.json``: measure one experiment again, by hand, in this
+    process, under the results lock, then rebuild the model's tables."""
+    from framework.locking import results_lock
+    from framework.results.tables import write_model_tables
+
+    job = Job.read(Path(argv[0]))
+    with results_lock(job.model_dir):
+        result = run_and_save(job)
+        write_model_tables(job.model_dir)
+    print(f"{result.experiment.name}: {result.status}{': ' + result.reason if result.reason else ''}; saved in {job.result_dir}")
     return 0 if result.status != "failed" else 1
 
 

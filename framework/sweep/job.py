@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,10 @@ class LoaderRef:
     module: str
     file: str
     qualname: str
+
+    @classmethod
+    def of(cls, loader_class: type) -> LoaderRef:
+        return cls(loader_class.__module__, inspect.getfile(loader_class), loader_class.__qualname__)
 
     def load_class(self) -> type:
         from framework.registry import import_plugin_file
@@ -59,6 +64,7 @@ class Job:
     data_file: Path  # inputs and PyTorch references for this batch size (prepare.write_references)
     has_dataset: bool
     result_dir: Path
+    model_dir: Path  # the results folder of the model: its lock and tables
     fingerprint: str
     run_id: str
     isolated: bool
@@ -88,7 +94,7 @@ class Job:
             "measure": MeasureSettings(**data["measure"]),
             "loader": LoaderRef(**data["loader"]),
             "config_path": Path(data["config_path"]), "cache_dir": Path(data["cache_dir"]),
-            "data_file": Path(data["data_file"]), "result_dir": Path(data["result_dir"]),
+            "data_file": Path(data["data_file"]), "result_dir": Path(data["result_dir"]), "model_dir": Path(data["model_dir"]),
             "graphs": {k: Path(v) for k, v in data["graphs"].items()},
             "export": ExportInfo.from_dict(data["export"]),
         })  # fmt: skip

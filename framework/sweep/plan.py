@@ -39,13 +39,15 @@ def graphs_needed(engines: list[str], precisions) -> list[str]:
     return sorted(g for g in needed if g and g != "fp32")
 
 
-def fingerprint(experiment: Experiment, settings: SweepSettings, model_digest: str | None, data_digest: str | None) -> str:
-    """Everything that changes an experiment's figures: a finished experiment is kept only if it matches."""
+def fingerprint(experiment: Experiment, settings: SweepSettings, model_digest: str | None, data_digest: str | None, machine: dict) -> str:
+    """Everything that changes an experiment's figures: a finished experiment is kept only if it matches.
+    ``model_digest`` covers the weights, the config and the model's code; ``machine`` the CPU, the GPUs and
+    driver and the libraries that run it (``environment.fingerprint_fields``)."""
     graph = graph_of(experiment.engine, experiment.precision)
     return settings_hash({
         **settings.measure.fingerprint_fields(), "exporter": settings.exporter, "repeats": settings.repeats,
         "model": model_digest, "data": data_digest, "shapes": [list(s) for s in experiment.example_shapes],
-        "batch_size": experiment.batch_size, "recipe": graph_recipe(graph) if graph else {},
+        "batch_size": experiment.batch_size, "recipe": graph_recipe(graph) if graph else {}, "machine": machine,
     })  # fmt: skip
 
 

@@ -10,8 +10,11 @@ needs what failed is blocked with the reason (``plan.blocked``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
+import json
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,6 @@ from framework.errors import one_line
 from framework.files import safe_component
 from framework.loader import make_batch, take_samples
 from framework.measure.accuracy import evaluate
-from framework.registry import RegisteredModel
 from framework.results.record import ExportInfo
 from framework.shapes import shape_tag
 from framework.sweep.job import LoaderRef, write_shape_data
@@ -52,23 +54,52 @@ class PreparedShape:
     graphs: dict[str, Path] = field(default_factory=dict)  # graph name (fp32, fp16, int8, ...) -> ONNX file
     graph_errors: dict[str, str] = field(default_factory=dict)
     setup_error: str | None = None
+    setup_traceback: str | None = None
     conversion_s: float = 0.0  # time producing (or verifying cached) ONNX graphs
+    has_dataset: bool = False
+    references: dict[int, Path] = field(default_factory=dict)  # batch size -> write_references' file
+    reference_errors: dict[int, tuple[str, str]] = field(default_factory=dict)  # batch size -> (reason, traceback)
+    messages: tuple[str, ...] = ()  # what the preparation had to say (export done, cache rebuilt, ...), for the terminal
+    warnings: tuple[str, ...] = ()  # warnings it raised (a corrupted cache file, ...), raised again in the sweep's process
+
+    def light(self) -> PreparedShape:
+        """Without the module and arrays: what the sweep's process keeps, and what a child sends back."""
+        return dataclasses.replace(
+            self, module=None, inputs=(), dataset=None, calibration=None, has_dataset=self.has_dataset or self.dataset is not None
+        )
+
+    def to_json(self) -> dict:
+        light = self.light()
+        data = {f.name: getattr(light, f.name) for f in dataclasses.fields(light) if f.compare}
+        data.update(config=str(self.config.path), loader=dataclasses.asdict(self.loader), export=self.export.to_dict() if self.export else None,
+                    references={str(k): str(v) for k, v in self.references.items()},
+                    reference_errors={str(k): list(v) for k, v in self.reference_errors.items()})  # fmt: skip
+        return json.loads(json.dumps(data, default=str))
+
+    @classmethod
+    def from_json(cls, data: dict) -> PreparedShape:
+        from framework.config import load_config
+
+        return cls(**{**data, "shapes": tuple(map(tuple, data["shapes"])), "config": load_config(Path(data["config"])),
+                      "loader": LoaderRef(**data["loader"]), "cache_dir": Path(data["cache_dir"]), "export": ExportInfo.from_dict(data["export"]),
+                      "graphs": {k: Path(v) for k, v in data["graphs"].items()},
+                      "references": {int(k): Path(v) for k, v in data["references"].items()},
+                      "reference_errors": {int(k): tuple(v) for k, v in data["reference_errors"].items()}})  # fmt: skip
 
 
-def prepare_shape(model: RegisteredModel, shapes, model_dir: Path, exporter: str, calibration_samples: int, needs_onnx: bool,
-                  report: Callable[[str], None]) -> PreparedShape:  # fmt: skip
+def prepare_shape(loader_class: type, config: ModelConfig, shapes, model_dir: Path, exporter: str, calibration_samples: int,
+                  needs_onnx: bool, report: Callable[[str], None]) -> PreparedShape:  # fmt: skip
     """Load, hash and export once per shape; a failure is kept in ``setup_error`` or ``graph_errors``."""
-    loader = model.create(shapes)
+    loader = loader_class(config, [tuple(s) for s in shapes] if shapes else None)
     tag = shape_tag(loader.example_shapes)
-    cls = model.loader_class
-    prepared = PreparedShape(model.name, tag, tuple(map(tuple, loader.example_shapes)), loader.config,
-                             LoaderRef(cls.__module__, inspect.getfile(cls), cls.__qualname__),
+    prepared = PreparedShape(config.name, tag, tuple(map(tuple, loader.example_shapes)), config,
+                             LoaderRef(loader_class.__module__, inspect.getfile(loader_class), loader_class.__qualname__),
                              model_dir / "cache" / safe_component(tag))  # fmt: skip
     try:
         prepared = _load(prepared, loader, calibration_samples)
     except Exception as exc:
-        report(f"{model.name} {tag}: cannot prepare inputs or module: {one_line(exc)}")
-        return dataclasses.replace(prepared, setup_error=one_line(exc))
+        report(f"{config.name} {tag}: cannot prepare inputs or module: {one_line(exc)}")
+        return dataclasses.replace(prepared, setup_error=one_line(exc), setup_traceback=traceback.format_exc(limit=12))
     return _export(prepared, exporter, report) if needs_onnx else prepared
 
 
@@ -84,8 +115,21 @@ def _load(prepared: PreparedShape, loader, calibration_samples: int) -> Prepared
                        for spec, x in zip(loader.config.inputs, dataset[0])]  # fmt: skip
     calibration = tuple(calibration if calibration is not None else inputs)
     return dataclasses.replace(prepared, module=module, inputs=inputs, dataset=dataset, calibration=calibration, load_s=load_s,
-                               parameters=sum(p.numel() for p in module.parameters()), model_digest=model_digest(module, loader.config),
+                               parameters=sum(p.numel() for p in module.parameters()), model_digest=_model_digest(module, loader),
                                data_digest=_data_digest(calibration, dataset))  # fmt: skip
+
+
+def _model_digest(module, loader) -> str:
+    """The weights and config (``export.model_digest``) and the model's code: the source of every module class
+    it is built of and the plugin file itself, so an edited ``forward()`` or preprocessing measures again."""
+    digest = hashlib.sha256(model_digest(module, loader.config).encode())
+    for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+        try:  # a plugin's module name follows its folder: its source, not its name, says what it computes
+            digest.update(inspect.getsource(cls).encode())
+        except (OSError, TypeError):  # built in, or no source kept: its name stands for it
+            digest.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+    digest.update(Path(inspect.getfile(type(loader))).read_bytes())
+    return digest.hexdigest()
 
 
 def _data_digest(calibration, dataset) -> str:

@@ -12,25 +12,28 @@ from __future__ import annotations
 import math
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from framework import environment
 from framework.engines import engine_availability, engine_class
-from framework.errors import DeployBenchError, one_line
-from framework.files import safe_component, write_json
+from framework.errors import DeployBenchError
+from framework.files import remove_leftovers, safe_component
 from framework.locking import results_lock, sigterm_as_interrupt
 from framework.registry import RegisteredModel
 from framework.results.record import Experiment, Result
 from framework.results.store import REPEATS_DIR, is_complete, save_result
 from framework.results.tables import progress_text
 from framework.settings import SweepSettings
+from framework.shapes import shape_tag
 from framework.sweep import plan
 from framework.sweep.isolation import run_and_save, run_in_child, start_fork_server
-from framework.sweep.job import Job
-from framework.sweep.prepare import PreparedShape, build_graphs, prepare_shape, write_references
+from framework.sweep.job import Job, LoaderRef
+from framework.sweep.prepare import PreparedShape
 from framework.sweep.repeats import merge_repeats
+from framework.sweep.shape_task import ShapeTask, prepare, prepare_in_child
 
 
 @dataclass
@@ -51,28 +54,32 @@ class Progress:
         self.report(f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} {eta_text} {experiment.name}: {outcome}")
 
 
-def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings, report: Callable[[str], None] = print) -> list[Result]:
+def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings, report: Callable[[str], None] | None = print) -> list[Result]:
     """Run the whole matrix for one model; return every result (also written to disk). Interrupted (Ctrl-C,
-    SIGTERM), the run keeps every finished experiment and rebuilds the tables from them before it stops."""
+    SIGTERM), the run keeps every finished experiment and rebuilds the tables from them before it stops.
+    ``report`` None: quiet."""
     from framework.report.publish import publish
     from framework.results.tables import write_model_tables
 
     settings.validate()
+    model.load_config()  # a rejected config creates nothing
     engines = settings.chosen_engines()
     model_dir = settings.output / safe_component(model.name)
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DeployBenchError(f"cannot create the results folder {model_dir}: {exc.strerror}") from None
-    progress = Progress(len(shapes_list) * len(engines) * len(settings.precisions) * len(settings.batch_sizes), report)
+    progress = Progress(len(shapes_list) * len(engines) * len(settings.precisions) * len(settings.batch_sizes), report or _silent)
+    report = report or _silent
     results: list[Result] = []
     with results_lock(model_dir), sigterm_as_interrupt():
+        remove_leftovers(model_dir)
         if settings.isolate:
-            start_fork_server()  # imports torch & co. while this process exports
+            start_fork_server()  # imports torch & co. in the background
         try:
-            write_json(model_dir / "environment.json", environment.collect())
+            environment.record(model_dir / "environment.json")
             for shapes in shapes_list:
-                results += _run_shape(model, shapes, engines, settings, model_dir, progress, report)
+                results += _run_shape(model, shapes, engines, settings, model_dir, progress)
         finally:
             write_model_tables(model_dir)
     published = publish(model_dir, keep_outliers=settings.keep_outliers, tables=False)
@@ -81,10 +88,20 @@ def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings
     return results
 
 
-def _run_shape(model, shapes, engines: list[str], settings: SweepSettings, model_dir: Path, progress: Progress, report) -> list[Result]:
-    needs_onnx = any(engine_class(e).needs_onnx for e in engines if engine_availability(e) is None)
-    prepared = prepare_shape(model, shapes, model_dir, settings.exporter, settings.calibration_samples, needs_onnx, report)
-    prepared = build_graphs(prepared, plan.graphs_needed(engines, settings.precisions))
+def _run_shape(model: RegisteredModel, shapes, engines: list[str], settings: SweepSettings, model_dir: Path, progress: Progress) -> list[Result]:
+    config = model.load_config()
+    task = ShapeTask(model=model.name, loader=LoaderRef.of(model.loader_class), config_path=config.path,
+                     shapes=tuple(map(tuple, shapes)) if shapes else None,
+                     tag=shape_tag(shapes or [spec.example for spec in config.inputs]), model_dir=model_dir,
+                     exporter=settings.exporter, calibration_samples=settings.calibration_samples,
+                     needs_onnx=any(engine_class(e).needs_onnx for e in engines if engine_availability(e) is None),
+                     graphs=tuple(plan.graphs_needed(engines, settings.precisions)), batch_sizes=tuple(settings.batch_sizes),
+                     accuracy_limit=settings.measure.accuracy_limit)  # fmt: skip
+    prepared = prepare_in_child(task, settings.timeout_s) if settings.isolate else prepare(task)
+    for message in prepared.messages:
+        progress.report(message)
+    for warning in prepared.warnings:
+        warnings.warn(warning, stacklevel=2)
     results = []
     for batch_size in settings.batch_sizes:
         experiments = plan.experiments(prepared.model, prepared.tag, prepared.shapes, engines, settings, batch_size)
@@ -96,26 +113,29 @@ def _run_batch(prepared: PreparedShape, experiments: list[Experiment], settings:
     """Settle what needs no measuring (kept, blocked), then measure the rest; with ``repeats`` K, K rounds of
     one process per experiment, the order rotated each round, so slow drifts of the machine spread alike."""
     done, pending = [], []
+    machine = environment.fingerprint_fields()
     for experiment in experiments:
-        fingerprint = plan.fingerprint(experiment, settings, prepared.model_digest, prepared.data_digest)
+        fingerprint = plan.fingerprint(experiment, settings, prepared.model_digest, prepared.data_digest, machine)
         folder = experiment.folder(settings.output)
         kept = None if settings.force else is_complete(folder, fingerprint)
-        blocked = plan.blocked(experiment, prepared.setup_error, prepared.graphs, prepared.graph_errors) if not kept else None
-        if kept or blocked:
-            result = kept or _base(experiment, prepared, settings, fingerprint).ended(blocked.status, blocked.reason)
-            if blocked:
-                save_result(folder, result)
+        if kept:
+            done.append(kept)
+            progress(experiment, "kept from an earlier run (--force measures it again)")
+            continue
+        blocked = plan.blocked(experiment, prepared.setup_error, prepared.graphs, prepared.graph_errors)
+        if blocked is None and experiment.batch_size in prepared.reference_errors:
+            blocked = plan.Blocked("failed", prepared.reference_errors[experiment.batch_size][0])
+        if blocked:
+            detail = prepared.reference_errors.get(experiment.batch_size, (None, prepared.setup_traceback))[1] if blocked.status == "failed" else None
+            result = _base(experiment, prepared, settings, fingerprint).ended(blocked.status, blocked.reason, traceback=detail)
+            save_result(folder, result)
             done.append(result)
-            progress(experiment, "kept from an earlier run (--force measures it again)" if kept else progress_text(result))
+            progress(experiment, progress_text(result))
         else:
             pending.append((experiment, fingerprint))
     if not pending:
         return done
-    try:
-        data_file = write_references(prepared, experiments[0].batch_size, settings.measure.accuracy_limit)
-    except Exception as exc:  # e.g. a batch size the model cannot take: these experiments fail, the sweep goes on
-        return done + [_fail_all(e, f, prepared, settings, exc, progress) for e, f in pending]
-    return done + _measure(prepared, pending, data_file, settings, progress)
+    return done + _measure(prepared, pending, prepared.references[experiments[0].batch_size], settings, progress)
 
 
 def _measure(prepared: PreparedShape, pending: list, data_file: Path, settings: SweepSettings, progress: Progress) -> list[Result]:
@@ -145,21 +165,17 @@ def make_job(experiment: Experiment, prepared: PreparedShape, settings: SweepSet
     cls = engine_class(experiment.engine)
     return Job(experiment=experiment, runtime=cls.runtime, device=cls.device, measure=settings.measure, config_path=prepared.config.path,
                loader=prepared.loader, graphs=dict(prepared.graphs), cache_dir=prepared.cache_dir, data_file=data_file,
-               has_dataset=prepared.dataset is not None, result_dir=result_dir, fingerprint=fingerprint, run_id=uuid.uuid4().hex,
-               isolated=settings.isolate, parameters=prepared.parameters, load_s=prepared.load_s, export=prepared.export)  # fmt: skip
+               has_dataset=prepared.has_dataset, result_dir=result_dir, model_dir=settings.output / safe_component(experiment.model),
+               fingerprint=fingerprint, run_id=uuid.uuid4().hex, isolated=settings.isolate, parameters=prepared.parameters,
+               load_s=prepared.load_s, export=prepared.export)  # fmt: skip
+
+
+def _silent(_: str) -> None:
+    pass
 
 
 def _base(experiment: Experiment, prepared: PreparedShape, settings: SweepSettings, fingerprint: str) -> Result:
     return make_job(experiment, prepared, settings, fingerprint, Path(), experiment.folder(settings.output)).pending_result()
-
-
-def _fail_all(experiment, fingerprint, prepared, settings, exc: Exception, progress: Progress) -> Result:
-    import traceback
-
-    result = _base(experiment, prepared, settings, fingerprint).ended("failed", one_line(exc), traceback=traceback.format_exc(limit=8))
-    save_result(experiment.folder(settings.output), result)
-    progress(experiment, progress_text(result))
-    return result
 
 
 __all__ = ["SweepSettings", "make_job", "run_model"]
