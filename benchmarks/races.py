@@ -1,0 +1,155 @@
+"""Print how often the two races of a killed or concurrent run happen, with this tree's code or another's.
+
+1. Lock: two processes start together on a results folder whose lock was left by a killed run; a trial
+   fails when both hold the lock at the same time (the old lock file's check-then-unlink recovery).
+2. Orphan: a sweep is SIGKILLed while a child measures; a trial fails when a process of the killed sweep is
+   still alive two seconds later (it went on measuring and could overwrite a rerun's files).
+3. Kill and rerun: ``--loops`` times, SIGKILL the sweep mid-measurement and rerun it at once; each time,
+   summary.csv must match every experiment's summary.json and latencies.csv.
+
+    python benchmarks/races.py [--code /path/to/another/checkout] [--trials 50] [--loops 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CONTEND = """
+import sys, time, warnings
+warnings.simplefilter("ignore")
+from pathlib import Path
+from framework.locking import results_lock
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+try:
+    with results_lock(Path(sys.argv[1])):
+        begin = time.monotonic_ns(); time.sleep(0.05); print(begin, time.monotonic_ns())
+except Exception:
+    print("refused")
+"""
+
+
+def lock_trials(code: Path, trials: int) -> int:
+    double = 0
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for trial in range(trials):
+            folder = Path(tmp) / str(trial)
+            folder.mkdir()
+            (folder / ".deploybench.lock").write_text(json.dumps({"pid": 999999, "host": os.uname().nodename, "started": "x"}))
+            start = str(time.time() + 0.5)
+            contenders = [subprocess.Popen([sys.executable, "-c", CONTEND, str(folder), start], env=env, stdout=subprocess.PIPE, text=True)
+                          for _ in range(2)]  # fmt: skip
+            spans = sorted(tuple(map(int, out.split())) for out in (p.communicate()[0].strip() for p in contenders) if out != "refused")
+            double += any(a[1] > b[0] for a, b in zip(spans, spans[1:]))
+    return double
+
+
+def sweep_command(output: Path) -> list[str]:
+    return [sys.executable, "-m", "framework.cli", "run", "digits_cnn", "--engines", "onnxruntime-cpu,pytorch-cpu", "--precisions", "fp32,fp16",
+            "--batch-sizes", "1,8", "--iterations", "10", "--min-duration", "1.5", "--output", str(output), "--quiet"]  # fmt: skip
+
+
+def kill_mid_measurement(code: Path, output: Path) -> int:
+    """Start a sweep in its own session, SIGKILL it once a child measures; return the session id."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    sweep = subprocess.Popen(sweep_command(output), cwd=code, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any((output / "digits_cnn").rglob("child.log")):
+        time.sleep(0.05)
+    time.sleep(0.7)
+    sweep.kill()
+    sweep.wait()
+    return sweep.pid
+
+
+def survivors(session: int) -> int:
+    alive = 0
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            alive += os.getsid(pid) == session
+        except ProcessLookupError:
+            continue
+    return alive
+
+
+def orphan_trials(code: Path, trials: int) -> int:
+    orphaned = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for trial in range(trials):
+            session = kill_mid_measurement(code, Path(tmp) / str(trial))
+            time.sleep(2)
+            left = survivors(session)
+            orphaned += left > 0
+            for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):  # clean up before the next trial
+                try:
+                    if os.getsid(pid) == session:
+                        os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    return orphaned
+
+
+def tables_match(model_dir: Path) -> bool:
+    with (model_dir / "summary.csv").open() as handle:
+        rows = {(r["shape"], r["engine"], r["precision"], r["batch_size"]): r for r in csv.DictReader(handle)}
+    for path in model_dir.rglob("summary.json"):
+        parts = path.relative_to(model_dir).parts
+        if "repeats" in parts or "cache" in parts or any(p.startswith(".") for p in parts):
+            continue
+        summary = json.loads(path.read_text())
+        row = rows.get((summary["shape_tag"], summary["engine"], summary["precision"], str(summary["batch_size"])))
+        if row is None or row["status"] != summary["status"]:
+            return False
+        if summary.get("latency"):
+            with (path.parent / "latencies.csv").open() as handle:
+                if (
+                    sum(1 for _ in csv.DictReader(handle)) != summary["latency"]["n"]
+                    or abs(float(row["median_ms"]) - summary["latency"]["median_ms"]) > 1e-9
+                ):
+                    return False
+    return True
+
+
+def kill_and_rerun(code: Path, loops: int) -> int:
+    matched = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp)
+        for _ in range(loops):
+            kill_mid_measurement(code, output)
+            rerun = subprocess.run(
+                sweep_command(output), cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True, check=False
+            )
+            time.sleep(1)  # an orphan of the killed sweep would write now
+            matched += rerun.returncode == 0 and tables_match(output / "digits_cnn")
+    return matched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose framework/ runs (default: this one)")
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--orphan-trials", type=int, default=5)
+    parser.add_argument("--loops", type=int, default=20)
+    args = parser.parse_args()
+    code = args.code.resolve()
+    print(f"code: {code}")
+    print(f"lock: both contenders held it in {lock_trials(code, args.trials)} of {args.trials} trials")
+    print(f"orphans: a process of the killed sweep was alive 2 s later in {orphan_trials(code, args.orphan_trials)} of {args.orphan_trials} trials")
+    if args.loops:
+        print(f"kill -9 then rerun: summary.csv matched the files in {kill_and_rerun(code, args.loops)} of {args.loops} loops")
+
+
+if __name__ == "__main__":
+    main()
