@@ -1,5 +1,7 @@
 """ONNX export: dynamic dims from the config, checked numerically against PyTorch at several shapes."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -62,3 +64,23 @@ def test_an_export_that_disagrees_with_pytorch_is_refused(fixture_registry, tmp_
 
     with pytest.raises(ExportError, match="differs from PyTorch on the example input .* the export is not faithful"):
         export_onnx(Flaky(), loader.runtime_inputs(), loader.config, tmp_path / "flaky.onnx")
+
+
+class Branchy(torch.nn.Module):
+    """Python control flow on a tensor's value: the trace keeps the branch the example input took."""
+
+    def forward(self, image):
+        pooled = image.mean(dim=(1, 2, 3)).unsqueeze(1).repeat(1, 5)
+        if image.sum() > 0:  # the TracerWarning's line
+            return pooled * 2.0
+        return pooled
+
+
+def test_tracer_warnings_are_recorded_one_line_each_with_their_source_and_deprecation_chatter_is_not(fixture_registry, tmp_path):
+    loader = fixture_registry.get("tiny_cnn").create()
+    result = export_onnx(Branchy(), loader.runtime_inputs(), loader.config, tmp_path / "branchy.onnx")
+    assert len(result.warnings) == 1, result.warnings
+    line = next(n for n, text in enumerate(Path(__file__).read_text().splitlines(), 1) if "the TracerWarning's line" in text)
+    assert result.warnings[0].startswith(f"{__file__}:{line}: TracerWarning: Converting a tensor to a Python boolean might cause the trace")
+    assert "\n" not in result.warnings[0]
+    assert export_tiny_cnn(fixture_registry, tmp_path)[2].warnings == ()  # the legacy exporter's DeprecationWarnings are dropped

@@ -30,6 +30,9 @@ class ExportResult:
     node_count: int
     size_mb: float
     max_abs_error: float  # ONNX Runtime CPU vs PyTorch on the example input
+    # The trace's own warnings (TracerWarning: a tensor turned into a Python value, so data-dependent control
+    # flow is frozen at the example input), one line each with the file:line torch names; deduplicated.
+    warnings: tuple[str, ...] = ()
 
 
 def export_onnx(
@@ -53,7 +56,7 @@ def export_onnx(
     if exporter not in EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}; allowed: {', '.join(EXPORTERS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    seconds = _export(module, inputs, config, path, exporter, opset)
+    seconds, trace_warnings = _export(module, inputs, config, path, exporter, opset)
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
@@ -61,11 +64,11 @@ def export_onnx(
     worst = _check_against_pytorch(module, inputs, config, path, rtol, atol)
     model = onnx.load(str(path), load_external_data=False)
     return ExportResult(path=path, seconds=seconds, exporter=exporter, opset=opset, node_count=len(model.graph.node),
-                        size_mb=onnx_size_mb(path), max_abs_error=worst)  # fmt: skip
+                        size_mb=onnx_size_mb(path), max_abs_error=worst, warnings=trace_warnings)  # fmt: skip
 
 
-def _export(module, inputs: list[np.ndarray], config: ModelConfig, path: Path, exporter: str, opset: int) -> float:
-    """``torch.onnx.export`` with the config's names and dynamic axes; the seconds it took."""
+def _export(module, inputs: list[np.ndarray], config: ModelConfig, path: Path, exporter: str, opset: int) -> tuple[float, tuple[str, ...]]:
+    """``torch.onnx.export`` with the config's names and dynamic axes; the seconds it took and the trace's warnings."""
     import torch
 
     dynamic_axes = {spec.name: spec.dynamic_axes for spec in config.inputs if spec.dynamic_axes}
@@ -80,12 +83,26 @@ def _export(module, inputs: list[np.ndarray], config: ModelConfig, path: Path, e
         kwargs.update(external_data=False, verbose=False)
     start = time.perf_counter()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the exporters' deprecation chatter is not the user's problem
+        with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+            warnings.simplefilter("always")  # recorded, not shown: each is kept or dropped by trace_warnings
             torch.onnx.export(module, args, str(path), **kwargs)
     except Exception as exc:
         raise ExportError(f"torch.onnx.export ({exporter}) failed for model {config.name!r}: {one_line(exc)}") from exc
-    return time.perf_counter() - start
+    return time.perf_counter() - start, trace_warnings(caught)
+
+
+def trace_warnings(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
+    """The warnings about the trace (TracerWarning, and UserWarnings that speak of the trace), one line each
+    as ``file:line: Category: message``, first occurrence kept; the exporters' deprecation chatter (and every
+    other warning) is dropped: it is not the user's problem."""
+    import torch
+
+    kept: dict[str, None] = {}
+    for w in caught:
+        about_trace = issubclass(w.category, torch.jit.TracerWarning) or (issubclass(w.category, UserWarning) and "trace" in str(w.message).lower())
+        if about_trace:
+            kept.setdefault(f"{w.filename}:{w.lineno}: {one_line(w.message)}", None)
+    return tuple(kept)
 
 
 def _check_against_pytorch(module, inputs: list[np.ndarray], config: ModelConfig, path: Path, rtol: float, atol: float) -> float:

@@ -2,13 +2,18 @@
 
 Invalid (kept on disk, shown as invalid, never drawn as a winner, never used by ``compare``):
   fewer samples or a shorter timed region than required; outputs with NaN/Inf; outputs that disagree with
-  the PyTorch fp32 reference beyond the precision's cosine-similarity floor (``precisions.py``), before the
-  timed run or, on different inputs, after it (stale or constant outputs).
+  the PyTorch fp32 reference beyond the precision's thresholds (``precisions.py``: cosine floor, relative-L2
+  ceiling, share of elements within the precision's tolerance), before the timed run, after it on different
+  inputs, or over the dataset (there also a top-1 agreement floor for class scores); and, at every precision,
+  stale or constant outputs: the engine answers the different inputs exactly as it answered the timed ones
+  while PyTorch's answer changes.
 Warnings: coefficient of variation above 10% (pyperf's rule: the figure is unstable); host-bound: issuing an
 iteration on the host takes at least 80% of its device time. trtexec warns at 100%, but it does not
 synchronise between iterations; here every iteration is synchronised, so the device time of a launch-bound
 run is the enqueue time plus the tail of the last kernel and never quite reaches 100%. CUDA graphs are the
 remedy. Only engines whose call returns before the GPU finishes are judged (ONNX Runtime's Run blocks).
+An engine running the ONNX graph is warned when the export traced with TracerWarnings: Python control flow
+on tensor values was frozen at the example input, and other inputs may take a branch the graph lacks.
 """
 
 from __future__ import annotations
@@ -16,10 +21,16 @@ from __future__ import annotations
 import statistics
 
 from framework.measure.stats import CV_WARNING
-from framework.precisions import precision
-from framework.results.record import Result, Verdict
+from framework.precisions import Precision, precision
+from framework.results.record import AgreementFigures, Result, Verdict
 
 HOST_BOUND_SHARE = 0.8
+# Stale or constant outputs, the same at every precision: the engine's answer changed by at most
+# STALE_ENGINE_CHANGE (relative L2; 0 when bit-identical) from the timed inputs to the different ones, while
+# PyTorch's changed by more than STALE_REFERENCE_CHANGE. Below that, the model barely reacts to the change, and
+# an honest low-precision engine could round both answers to the same numbers.
+STALE_ENGINE_CHANGE = 1e-6
+STALE_REFERENCE_CHANGE = 1e-3
 
 
 def judge(result: Result, required_iterations: int, required_duration_s: float, enqueue_ns: tuple[int, ...] | None = None) -> Verdict:
@@ -36,6 +47,7 @@ def judge(result: Result, required_iterations: int, required_duration_s: float, 
             f"host-bound: issuing an iteration takes {enqueue_ms:.3f} ms on the host, the device runs it in "
             f"{result.latency_model.median_ms:.3f} ms; CUDA graphs (--option cuda_graph=true) remove the launch cost"
         )
+    warnings += _trace_warnings(result)
     warnings += list(result.resources.warnings) if result.resources else []
     return Verdict("invalid" if reasons else "valid", tuple(reasons), tuple(warnings), enqueue_ms)
 
@@ -51,16 +63,58 @@ def _sample_reasons(result: Result, required_iterations: int, required_duration_
 
 def _output_reasons(result: Result) -> list[str]:
     name = result.experiment.precision
-    floor = precision(name).cosine_floor
-    worst = result.agreement.worst
-    if worst.has_nan_or_inf:
+    p = precision(name)
+    if result.agreement.worst.has_nan_or_inf:
         return ["outputs contain NaN or Inf"]
-    if worst.cosine_similarity < floor:
-        return [f"outputs disagree with PyTorch fp32: cosine similarity {worst.cosine_similarity:.6f} < {floor} for {name}"]
-    after = result.agreement_after_timing.worst if result.agreement_after_timing else None
-    if after and (after.has_nan_or_inf or after.cosine_similarity < floor):  # right before, wrong after
-        return [
-            f"after the timed run, outputs for different inputs disagree with PyTorch (cosine similarity "
-            f"{after.cosine_similarity:.6f}): stale or constant outputs"
-        ]
-    return []
+    reasons = _disagreement(result.agreement.worst, p, name, "outputs disagree with PyTorch fp32")
+    after = result.agreement_after_timing
+    if after is not None:
+        stale = [output for output, change in after.changes.items()
+                 if change["engine"] <= STALE_ENGINE_CHANGE and change["reference"] > STALE_REFERENCE_CHANGE]  # fmt: skip
+        if stale:
+            clipped = " (or, at int8, inputs clipped to the calibration range)" if name == "int8" else ""
+            reasons.append(f"after the timed run, the engine answered different inputs with the outputs it gave the timed ones "
+                           f"({', '.join(stale)}) while PyTorch's changed: stale or constant outputs{clipped}")  # fmt: skip
+        if after.worst.has_nan_or_inf:
+            reasons.append("after the timed run, outputs for different inputs contain NaN or Inf")
+        else:
+            reasons += _disagreement(after.worst, p, name, "after the timed run, outputs for different inputs disagree with PyTorch fp32")
+    if result.dataset_agreement is not None:  # the share within tolerance is the measured batch's check
+        reasons += _disagreement(result.dataset_agreement.worst, p, name, "over the dataset, outputs disagree with PyTorch fp32",
+                                 share=False, top1=_class_top1(result))  # fmt: skip
+    return reasons
+
+
+def _class_top1(result: Result) -> float | None:
+    """Over a labelled dataset the first output is read as class scores (``measure.accuracy``): its top-1
+    agreement with PyTorch. None for an unlabelled set (an embedding's largest dimension is no class)."""
+    if result.accuracy is None:
+        return None
+    first = next(iter(result.dataset_agreement.outputs.values()), {})
+    return first.get("top1_agreement")
+
+
+def _disagreement(worst: AgreementFigures, p: Precision, name: str, what: str, share: bool = True, top1: float | None = None) -> list[str]:
+    """One reason listing every threshold of precision ``p`` (called ``name``) the figures miss, or none."""
+    if worst.has_nan_or_inf:
+        return [f"{what}: outputs contain NaN or Inf"]
+    missed = []
+    if worst.cosine_similarity < p.cosine_floor:
+        missed.append(f"cosine similarity {worst.cosine_similarity:.6f} < {p.cosine_floor}")
+    if worst.relative_l2_error > p.relative_l2_ceiling:
+        missed.append(f"relative L2 error {worst.relative_l2_error:.4f} > {p.relative_l2_ceiling:.4f}")
+    close = worst.share_within_tolerance  # None in results written before it was measured
+    if share and close is not None and close < p.close_share_floor:
+        missed.append(f"{close:.1%} of elements within {p.tolerance:g} x RMS of the reference < {p.close_share_floor:.0%}")
+    if top1 is not None and top1 < p.top1_floor:
+        missed.append(f"top-1 agreement {top1:.1%} < {p.top1_floor:.1%}")
+    return [f"{what}: {', '.join(missed)} for {name}"] if missed else []
+
+
+def _trace_warnings(result: Result) -> list[str]:
+    """Engines that run the ONNX graph inherit what its trace warned about; PyTorch engines run the module."""
+    traced = result.export.tracer_warnings if result.export else ()
+    if not traced or result.runtime == "pytorch":
+        return []
+    count = f"{len(traced)} TracerWarning{'s' if len(traced) > 1 else ''}"
+    return [f"the ONNX export traced with {count} (data-dependent control flow may be frozen): {traced[0]}"]

@@ -125,6 +125,8 @@ class AgreementFigures(Record):
     atol: float
     all_close: bool
     top1_agreement: float | None = None
+    share_within_tolerance: float | None = None  # |got - ref| <= tolerance x RMS(ref); None: written before it was
+    tolerance: float | None = None  # the precision's (``precisions.py``)
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,9 @@ class Agreement(Record):
 
     worst: AgreementFigures
     outputs: dict = field(default_factory=dict)  # output name -> its own figures (and top-k table)
+    # After the timed run: output name -> {"engine": x, "reference": y}, how much the engine's and PyTorch's
+    # answers changed from the timed inputs to the varied ones (``measure.agreement.output_changes``).
+    changes: dict = field(default_factory=dict)
 
     def top_k_table(self) -> tuple | None:
         return next((o["top_k"] for o in self.outputs.values() if "top_k" in o), None)
@@ -186,6 +191,7 @@ class ExportInfo(Record):
     opset: int | None = None
     export_max_abs_error: float | None = None
     export_from_cache: bool | None = None
+    tracer_warnings: tuple[str, ...] = ()  # the trace's warnings (``ExportResult.warnings``): frozen control flow
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from framework.config import ModelConfig, load_config
 from framework.engines import ModelArtifacts, engine_class
 from framework.errors import EngineUnavailable, one_line
 from framework.measure.accuracy import evaluate
-from framework.measure.agreement import agreement
+from framework.measure.agreement import agreement, output_changes
 from framework.measure.monitor import ResourceSampler, cuda_context_mb, process_rss_mb, torch_max_allocated_mb
 from framework.measure.stats import latency_summary
 from framework.measure.timing import Timing, time_cuda, time_host
@@ -57,9 +57,9 @@ def run(job: Job) -> Result:
         context = JobContext.load(job)
         engine = cls(context.artifacts, job.experiment.precision, job.measure.engine_options)
         result = _load(engine, cls, context, result)
-        result = _first_inference(engine, context, result)
+        result, first_outputs = _first_inference(engine, context, result)
         result, enqueue_ns = _timed(engine, cls, context, job, result)
-        result = _after_timing(engine, context, job, result)
+        result = _after_timing(engine, context, job, result, first_outputs)
         result = result.judged(judge(result, job.measure.iterations, job.measure.min_duration, enqueue_ns))
     except EngineUnavailable as exc:  # e.g. ONNX Runtime fell back to CPU: not a measurement of this engine
         return result.ended("unavailable", one_line(exc))
@@ -88,11 +88,14 @@ def _load(engine, cls, context: JobContext, result: Result) -> Result:
     return dataclasses.replace(result, resources=resources, build_s=build_s, model_size_mb=size)
 
 
-def _first_inference(engine, context: JobContext, result: Result) -> Result:
+def _first_inference(engine, context: JobContext, result: Result) -> tuple[Result, dict[str, np.ndarray]]:
+    """The first call, timed cold and checked; its outputs are kept for the stale check after timing."""
     start = time.perf_counter()
     outputs = engine.infer(context.inputs)
     first_ms = (time.perf_counter() - start) * 1e3  # cold: includes lazy initialisation
-    return dataclasses.replace(result, first_inference_ms=first_ms, agreement=agreement(context.data.reference, outputs))
+    outputs = {name: np.array(x, copy=True) for name, x in outputs.items()}  # an engine may reuse its output buffers
+    checked = agreement(context.data.reference, outputs, result.experiment.precision)
+    return dataclasses.replace(result, first_inference_ms=first_ms, agreement=checked), outputs
 
 
 def _timed(engine, cls, context: JobContext, job: Job, result: Result) -> tuple[Result, tuple | None]:
@@ -123,16 +126,19 @@ def _timed(engine, cls, context: JobContext, job: Job, result: Result) -> tuple[
     return result, enqueue
 
 
-def _after_timing(engine, context: JobContext, job: Job, result: Result) -> Result:
-    """Other inputs after the timed run (stale outputs show), then accuracy and agreement over the dataset."""
-    varied = varied_inputs(context.inputs)
-    result = dataclasses.replace(result, agreement_after_timing=agreement(context.data.varied_reference, engine.infer(varied)),
+def _after_timing(engine, context: JobContext, job: Job, result: Result, first_outputs: dict[str, np.ndarray]) -> Result:
+    """Other inputs after the timed run (stale outputs show: the engine's answer to them against its first
+    answer, PyTorch's against PyTorch's), then accuracy and agreement over the dataset."""
+    data, precision = context.data, job.experiment.precision
+    outputs = engine.infer(varied_inputs(context.inputs))
+    changes = output_changes(first_outputs, outputs, data.reference, data.varied_reference)
+    result = dataclasses.replace(result, agreement_after_timing=agreement(data.varied_reference, outputs, precision, changes),
                                  engine_settings=engine.describe())  # fmt: skip
     if context.dataset is None:
         return result
     scores, outputs = evaluate(engine.infer, context.config, context.dataset, job.experiment.batch_size, job.measure.accuracy_limit)
     return dataclasses.replace(result, accuracy=Accuracy.from_dict(scores),
-                               dataset_agreement=agreement(context.data.dataset_reference, outputs))  # fmt: skip
+                               dataset_agreement=agreement(data.dataset_reference, outputs, precision))  # fmt: skip
 
 
 def _module_size_mb(module) -> float:
