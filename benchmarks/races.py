@@ -1,7 +1,7 @@
 """Print how often the two races of a killed or concurrent run happen, with this tree's code or another's.
 
-1. Lock: two processes start together on a results folder whose lock was left by a killed run; a trial
-   fails when both hold the lock at the same time (the old lock file's check-then-unlink recovery).
+1. Lock: four processes start together on a results folder whose lock was left by a killed run; a trial
+   fails when two hold the lock at the same time (the old lock file's check-then-unlink recovery).
 2. Orphan: a sweep is SIGKILLed while a child measures; a trial fails when a process of the killed sweep is
    still alive two seconds later (it went on measuring and could overwrite a rerun's files).
 3. Kill and rerun: ``--loops`` times, SIGKILL the sweep mid-measurement and rerun it at once; each time,
@@ -50,7 +50,7 @@ def lock_trials(code: Path, trials: int) -> int:
             (folder / ".deploybench.lock").write_text(json.dumps({"pid": 999999, "host": os.uname().nodename, "started": "x"}))
             start = str(time.time() + 0.5)
             contenders = [subprocess.Popen([sys.executable, "-c", CONTEND, str(folder), start], env=env, stdout=subprocess.PIPE, text=True)
-                          for _ in range(2)]  # fmt: skip
+                          for _ in range(4)]  # fmt: skip
             spans = sorted(tuple(map(int, out.split())) for out in (p.communicate()[0].strip() for p in contenders) if out != "refused")
             double += any(a[1] > b[0] for a, b in zip(spans, spans[1:]))
     return double
@@ -58,7 +58,7 @@ def lock_trials(code: Path, trials: int) -> int:
 
 def sweep_command(output: Path) -> list[str]:
     return [sys.executable, "-m", "framework.cli", "run", "digits_cnn", "--engines", "onnxruntime-cpu,pytorch-cpu", "--precisions", "fp32,fp16",
-            "--batch-sizes", "1,8", "--iterations", "10", "--min-duration", "1.5", "--output", str(output), "--quiet"]  # fmt: skip
+            "--batch-sizes", "1,8", "--iterations", "10", "--min-duration", "8", "--output", str(output), "--quiet"]  # fmt: skip
 
 
 def kill_mid_measurement(code: Path, output: Path) -> int:
@@ -75,11 +75,13 @@ def kill_mid_measurement(code: Path, output: Path) -> int:
 
 
 def survivors(session: int) -> int:
+    """Processes of the session still running (zombies, exited and waiting to be reaped, do not count)."""
     alive = 0
     for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
         try:
-            alive += os.getsid(pid) == session
-        except ProcessLookupError:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            alive += os.getsid(pid) == session and state != "Z"
+        except (ProcessLookupError, FileNotFoundError, IndexError):
             continue
     return alive
 
@@ -145,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     code = args.code.resolve()
     print(f"code: {code}")
-    print(f"lock: both contenders held it in {lock_trials(code, args.trials)} of {args.trials} trials")
+    print(f"lock: two of four contenders held it at once in {lock_trials(code, args.trials)} of {args.trials} trials")
     print(f"orphans: a process of the killed sweep was alive 2 s later in {orphan_trials(code, args.orphan_trials)} of {args.orphan_trials} trials")
     if args.loops:
         print(f"kill -9 then rerun: summary.csv matched the files in {kill_and_rerun(code, args.loops)} of {args.loops} loops")

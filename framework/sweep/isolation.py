@@ -13,6 +13,7 @@ exit status and the tail of its log (``child.log``); the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import multiprocessing
 import multiprocessing.forkserver
@@ -147,7 +148,14 @@ def _child_entry(job_path: str, staging: str) -> None:
 
 
 def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent (the fork server) exits."""
+    """Linux: SIGKILL this process when its parent (the fork server) exits. multiprocessing hands every child
+    the write end of the pipe whose end-of-file tells the server its clients are gone; a child that kept it
+    would keep the server alive after the sweep died, and itself with it: the child closes it."""
+    server = multiprocessing.forkserver._forkserver
+    if server._forkserver_alive_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
     try:
         import ctypes
 

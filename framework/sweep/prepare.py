@@ -148,7 +148,7 @@ def _export(prepared: PreparedShape, exporter: str, report: Callable[[str], None
     def build(target: Path) -> dict:
         r = export_onnx(prepared.module, list(prepared.inputs), prepared.config, target, exporter=exporter)
         return {"export_s": r.seconds, "onnx_nodes": r.node_count, "onnx_size_mb": r.size_mb, "exporter": r.exporter,
-                "opset": r.opset, "export_max_abs_error": r.max_abs_error}  # fmt: skip
+                "opset": r.opset, "export_max_abs_error": r.max_abs_error, "tracer_warnings": list(r.warnings)}  # fmt: skip
 
     start = time.perf_counter()
     try:
