@@ -1,5 +1,7 @@
 """compare on constructed A/B result folders with known answers, written as the runner writes them."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -7,7 +9,7 @@ from framework.cli import main
 from framework.files import write_json
 from framework.results.compare import bootstrap_ratio_ci, compare, mann_whitney_u, verdict
 from framework.results.record import Experiment, Result, Samples
-from framework.results.store import save_result
+from framework.results.store import load_result, save_result
 
 ENV = {"cpu_model": "Test CPU", "python": "3.11.7", "gpus": [], "packages": {"torch": "2.14.1", "onnxruntime": "1.32.0"}}
 
@@ -89,3 +91,19 @@ def test_repeats_verdict_rests_on_per_process_medians(tmp_path):
     assert by_engine["slow"].verdict == "slower" and by_engine["slow"].p_value == pytest.approx(2 / 3432)
     assert by_engine["noisy"].p_value > 0.002 and by_engine["noisy"].verdict == "no significant difference"
     assert by_engine["noisy"].ci_low > 1  # the pooled bootstrap alone would have called it slower
+
+
+def test_strict_checks_the_machine_of_every_result_not_one_environment_json(tmp_path, capsys):
+    """One experiment of B was measured after an onnxruntime upgrade; both folders' environment.json agree."""
+    machine = {"cpu_model": "Test CPU", "gpus": [], "packages": {"onnxruntime": "1.31.0", "torch": "2.14.1"}}
+    upgraded = {**machine, "packages": {**machine["packages"], "onnxruntime": "1.32.0"}}
+    for root, machines in ((tmp_path / "a", {"e1": machine, "e2": machine}), (tmp_path / "b", {"e1": machine, "e2": upgraded})):
+        write_run(root, {"e1": 10.0, "e2": 10.0})
+        for engine, used in machines.items():
+            experiment = Experiment("m", "8x8", ((8, 8),), engine, "fp32", 1)
+            result = load_result(experiment.folder(root))
+            save_result(experiment.folder(root), dataclasses.replace(result, machine=used))
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--strict"]) == 2
+    assert "onnxruntime: 1.31.0 vs 1.32.0 (1 of 2 experiments)" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "WARNING: the two runs come from different environments" in capsys.readouterr().out

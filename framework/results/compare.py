@@ -30,7 +30,6 @@ from framework.errors import DeployBenchError
 from framework.results.record import Result
 from framework.results.store import LATENCIES, load_results
 
-ENVIRONMENT_KEYS = ("cpu_model", "python")
 P_THRESHOLD = 0.002
 
 
@@ -131,18 +130,38 @@ def process_medians(result: Result) -> tuple[float, ...] | None:
 
 
 def environment_differences(root_a: Path, root_b: Path) -> list[str]:
-    """What differs between the machines and libraries that produced A and B."""
-    a, b = (_environment(Path(root)) for root in (root_a, root_b))
+    """What differs between the machines and libraries that produced A and B: every matched pair of results
+    compared on the machine it records; results written before results recorded it fall back on the folders'
+    environment.json."""
+    a, b = results_by_key(root_a), results_by_key(root_b)
+    matched = sorted(set(a) & set(b), key=str)
+    found: dict[str, int] = {}
+    for key in matched:
+        for text in _differences(a[key].machine, b[key].machine):
+            found[text] = found.get(text, 0) + 1
+    diffs = [f"{text} ({count} of {len(matched)} experiments)" for text, count in found.items()]
+    if all(a[k].machine and b[k].machine for k in matched) and matched:
+        return diffs
+    env_a, env_b = (_environment(Path(root)) for root in (root_a, root_b))
+    if not env_a or not env_b:
+        return diffs + ["environment.json missing or unreadable on one side: cannot tell whether the machines match"]
+    machine_a, machine_b = ({"cpu_model": env.get("cpu_model"), "packages": env.get("packages", {}),
+                             "gpus": [[g.get("name"), g.get("driver")] for g in env.get("gpus", []) if isinstance(g, dict)]}
+                            for env in (env_a, env_b))  # fmt: skip
+    folder = [f"python: {env_a.get('python')!r} vs {env_b.get('python')!r}"] if env_a.get("python") != env_b.get("python") else []
+    return diffs + folder + [d for d in _differences(machine_a, machine_b) if d not in found]
+
+
+def _differences(a: dict, b: dict) -> list[str]:
     if not a or not b:
-        return ["environment.json missing or unreadable on one side: cannot tell whether the machines match"]
-    diffs = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in ENVIRONMENT_KEYS if a.get(k) != b.get(k)]
-    gpus_a, gpus_b = ([(g.get("name"), g.get("driver")) for g in env.get("gpus", []) if isinstance(g, dict)] for env in (a, b))
-    if gpus_a != gpus_b:
-        diffs.append(f"GPUs/driver: {gpus_a} vs {gpus_b}")
-    for name in sorted(set(a.get("packages", {})) | set(b.get("packages", {}))):
-        va, vb = a.get("packages", {}).get(name), b.get("packages", {}).get(name)
-        if va != vb:
-            diffs.append(f"{name}: {va} vs {vb}")
+        return []
+    diffs = [f"cpu_model: {a.get('cpu_model')!r} vs {b.get('cpu_model')!r}"] if a.get("cpu_model") != b.get("cpu_model") else []
+    if a.get("gpus") != b.get("gpus"):
+        diffs.append(f"GPUs/driver: {a.get('gpus')} vs {b.get('gpus')}")
+    packages_a, packages_b = a.get("packages") or {}, b.get("packages") or {}
+    for name in sorted(set(packages_a) | set(packages_b)):
+        if packages_a.get(name) != packages_b.get(name):
+            diffs.append(f"{name}: {packages_a.get(name)} vs {packages_b.get(name)}")
     return diffs
 
 

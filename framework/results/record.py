@@ -251,6 +251,7 @@ class Result(Record):
     accuracy: Accuracy | None = None
     resources: Resources | None = None
     engine_settings: dict = field(default_factory=dict)
+    machine: dict = field(default_factory=dict)  # CPU, GPUs and driver, library versions (environment.fingerprint_fields)
     validity: str | None = None
     invalid_reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()

@@ -71,6 +71,7 @@ class Job:
     parameters: int | None = None
     load_s: float | None = None
     export: ExportInfo | None = None
+    machine: dict = field(default_factory=dict)  # environment.fingerprint_fields of the sweep's machine
     extra: dict = field(default_factory=dict)  # free room for executors (node names, ...)
 
     def pending_result(self) -> Result:
@@ -78,7 +79,7 @@ class Job:
         m = self.measure
         return Result(self.experiment, self.runtime, self.device, fingerprint=self.fingerprint, run_id=self.run_id,
                       iterations=m.iterations, warmup=m.warmup, min_duration_s=m.min_duration, isolated=self.isolated,
-                      parameters=self.parameters, load_s=self.load_s, export=self.export)  # fmt: skip
+                      parameters=self.parameters, load_s=self.load_s, export=self.export, machine=self.machine)  # fmt: skip
 
     def to_json(self) -> dict:
         data = asdict(self)

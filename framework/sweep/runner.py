@@ -167,7 +167,7 @@ def make_job(experiment: Experiment, prepared: PreparedShape, settings: SweepSet
                loader=prepared.loader, graphs=dict(prepared.graphs), cache_dir=prepared.cache_dir, data_file=data_file,
                has_dataset=prepared.has_dataset, result_dir=result_dir, model_dir=settings.output / safe_component(experiment.model),
                fingerprint=fingerprint, run_id=uuid.uuid4().hex, isolated=settings.isolate, parameters=prepared.parameters,
-               load_s=prepared.load_s, export=prepared.export)  # fmt: skip
+               load_s=prepared.load_s, export=prepared.export, machine=environment.fingerprint_fields())  # fmt: skip
 
 
 def _silent(_: str) -> None:
