@@ -18,10 +18,12 @@ import importlib.util
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import select
 import shutil
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from framework.results.record import Result
@@ -86,13 +88,17 @@ def run_child(target, args: tuple, timeout_s: float, role: str) -> int | None:
 
 
 def _guarded(parent_pid: int, environ: dict, target, args: tuple) -> None:
-    """In the child: die with the fork server (which exits when the sweep's process dies), and never start
-    for a sweep already gone (a fork it requested can be served seconds after it was killed)."""
+    """In the child: die with the sweep's process, and never start for a sweep already gone (a fork it
+    requested can be served seconds after it was killed)."""
     _die_with_parent()
-    if not _alive(parent_pid):
-        os._exit(3)  # measure nothing, write nothing
+    _die_with_sweep(parent_pid)
     os.environ.clear()
     os.environ.update(environ)
+    if target is _child_entry:  # an experiment: --pin puts it on its CPUs before it runs (its threads follow)
+        with contextlib.suppress(Exception):  # unreadable job or refused CPUs: the engine's load says so, in the result
+            cpus = Job.read(Path(args[0])).measure.engine_options.get("cpus")
+            if cpus:
+                os.sched_setaffinity(0, cpus)
     target(*args)
 
 
@@ -145,6 +151,30 @@ def _child_entry(job_path: str, staging: str) -> None:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def _die_with_sweep(pid: int) -> None:
+    """SIGKILL this process as soon as the sweep's process ``pid`` exits, however it exits: a daemon thread
+    waits on a pidfd (Linux >= 5.3; elsewhere it polls every 0.2 s). The fork server's own exit (see
+    ``_die_with_parent``) can take seconds under load while the interpreter finalises torch and onnxruntime."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(3)  # the sweep is already gone: measure nothing, write nothing
+    except (AttributeError, OSError):
+        handle = None
+    if handle is None and not _alive(pid):
+        os._exit(3)
+
+    def watch() -> None:
+        if handle is not None:
+            select.select([handle], [], [])
+        else:
+            while _alive(pid):
+                time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="deploybench-watch-sweep", daemon=True).start()
 
 
 def _die_with_parent() -> None:
