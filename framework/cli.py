@@ -12,20 +12,51 @@ from pathlib import Path
 
 from framework.errors import DeployBenchError, one_line
 
+MAX_BATCH_SIZE = 1 << 20
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as every other error is reported: one ``deploybench: error:``
+    line, exit 2 (``--help`` shows the usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"deploybench: error: {self.prog.removeprefix('deploybench ')}: {message}\n")
+
 
 def _csv(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+    items = [item.strip() for item in text.split(",")]
+    if text.strip() and not all(items):
+        raise argparse.ArgumentTypeError(f"an empty item in {text!r}")
+    return [item for item in items if item]
 
 
 def _ints(text: str) -> list[int]:
     try:
-        return [int(item) for item in _csv(text)]
+        values = [int(item) for item in _csv(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(not 1 <= v <= MAX_BATCH_SIZE for v in values):
+        raise argparse.ArgumentTypeError(f"batch sizes must be between 1 and {MAX_BATCH_SIZE:,}, got {text!r}")
+    return values
+
+
+def _run_length_arguments(run: argparse.ArgumentParser) -> None:
+    """``deploybench run``'s run length (``measure.convergence``): adaptive unless --iterations is given."""
+    run.add_argument("--iterations", type=int, default=None,
+                     help="fixed run length: at least N timed iterations and --min-duration, whichever ends later "
+                          "(default: adaptive, until the median's 99%% CI is within --target-ci)")  # fmt: skip
+    run.add_argument("--warmup", type=int, default=10, help="untimed warm-up: at least this many iterations (default 10; adaptive: and no trend)")
+    run.add_argument("--min-duration", type=float, default=1.0, help="time at least this many seconds per timed loop (default 1.0)")
+    run.add_argument("--warmup-duration", type=float, default=0.0, help="warm up at least this many seconds too (default 0)")
+    run.add_argument("--target-ci", type=float, default=0.01,
+                     help="adaptive: stop when the median's 99%% CI is within +-this share of it (default 0.01: +-1%%)")  # fmt: skip
+    run.add_argument("--min-iterations", type=int, default=10, help="adaptive: at least this many timed iterations (default 10)")
+    run.add_argument("--max-duration", type=float, default=30.0,
+                     help="adaptive: at most this many seconds per timed loop (and per warm-up), converged or not (default 30)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deploybench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="deploybench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--models-dir", action="append", type=Path, default=[], help="extra folder of model plugins (repeatable)")
@@ -37,12 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--engines", type=_csv, default=None, help="comma-separated (default: every engine this machine can run)")
     run.add_argument("--precisions", type=_csv, default=["fp32"], help="comma-separated: fp32, fp16, int8 (default fp32)")
     run.add_argument("--batch-sizes", type=_ints, default=[1], help="comma-separated (default 1)")
-    run.add_argument("--iterations", type=int, default=100, help="timed iterations per experiment (default 100)")
-    run.add_argument("--warmup", type=int, default=10, help="untimed warm-up iterations (default 10)")
-    run.add_argument(
-        "--min-duration", type=float, default=1.0, help="time at least this many seconds as well as --iterations, whichever ends later (default 1.0)"
-    )
-    run.add_argument("--warmup-duration", type=float, default=0.0, help="warm up at least this many seconds too (default 0)")
+    _run_length_arguments(run)
     run.add_argument("--output", type=Path, default=Path("measurements_results"), help="results folder")
     run.add_argument("--exporter", choices=["torchscript", "dynamo"], default="torchscript", help="torch.onnx exporter")
     run.add_argument("--keep-outliers", action="store_true", help="draw outliers in latency plots (default: NaN beyond 1.5 IQR)")
@@ -57,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=1800.0, help="seconds one experiment's process may take before it is killed (default 1800)")
     run.add_argument("--force", action="store_true", help="measure again experiments an earlier run finished (default: resume, keeping them)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    # CPU threads and a quiet machine (issue: numbers that stay true on a busy or shared machine)
+    run.add_argument("--threads", type=int, default=None,
+                     help="CPU threads of every engine, host threads of GPU engines (default: the physical cores this process may use)")  # fmt: skip
+    run.add_argument("--pin", action="store_true", help="pin each experiment's process to one CPU of each of --threads physical cores")
+    run.add_argument("--require-quiet", action="store_true",
+                     help="refuse to start (exit 2) when load average > usable CPUs / 2 or another process uses > 50%% of a core")  # fmt: skip
 
     sub.add_parser("list", parents=[common], help="models found, and which engines this machine can run")
 
@@ -92,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print("deploybench: interrupted; finished experiments are kept, run the same command again to resume", file=sys.stderr)
         return 130
     except Exception as exc:  # not ours (a full disk, a library's bug): one line here, the traceback in a file
-        log = _error_log(getattr(args, "output", None) or Path("."))
+        log = _error_log(getattr(args, "output", None) or getattr(args, "results_a", None) or Path("."))
         print(f"deploybench: error: {one_line(exc)}{f'; the traceback is in {log}' if log else ''}", file=sys.stderr)
         return 1
 
@@ -184,12 +216,14 @@ def settings_from_args(args):
     from framework.settings import MeasureSettings, SweepSettings
 
     measure = MeasureSettings(iterations=args.iterations, warmup=args.warmup, min_duration=args.min_duration,
-                              warmup_duration=args.warmup_duration, engine_options=parse_options(args.option),
+                              warmup_duration=args.warmup_duration, target_ci=args.target_ci, min_iterations=args.min_iterations,
+                              max_duration=args.max_duration, engine_options=parse_options(args.option),
                               accuracy_limit=args.limit, sample_interval_s=args.sample_interval_ms / 1000)  # fmt: skip
     return SweepSettings(
         engines=tuple(args.engines) if args.engines is not None else None, precisions=tuple(args.precisions),
         batch_sizes=tuple(args.batch_sizes), measure=measure, output=args.output, exporter=args.exporter,
         keep_outliers=args.keep_outliers, isolate=not args.in_process, repeats=args.repeats, timeout_s=args.timeout, force=args.force,
+        threads=args.threads, pin=args.pin,
     )  # fmt: skip
 
 
@@ -198,6 +232,7 @@ def _run(args) -> int:
     from framework.locking import refuse_if_locked
 
     refuse_if_locked(args.output / safe_component(args.model))  # before the plugins import torch & co.
+    from framework.machine_check import check_machine
     from framework.registry import discover
     from framework.shapes import check_example_shapes, parse_example_shapes
     from framework.sweep.runner import run_model
@@ -207,6 +242,7 @@ def _run(args) -> int:
     model = discover(args.models_dir).get(args.model)
     shapes_list = [parse_example_shapes(s) for s in args.shapes] if args.shapes else [None]
     check_example_shapes(model.load_config(), shapes_list, model.loader_class)  # bad --shapes: exit 2 before anything runs
+    check_machine(args.require_quiet, None if args.quiet else print)  # one line; --require-quiet: exit 2 when busy
     results = run_model(model, shapes_list, settings, report=None if args.quiet else print)
     failed = [r for r in results if r.status == "failed"]
     measured = [r for r in results if r.status == "ok"]

@@ -12,6 +12,7 @@ imports, the sweep inside.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -34,7 +35,8 @@ def _describe_holder(path: Path) -> str:
         holder = {}
     if not isinstance(holder, dict) or "pid" not in holder:
         return "another process"
-    return f"PID {holder.get('pid')} on {holder.get('host', '?')}, since {holder.get('started', '?')}"
+    pid, host, started = (" ".join(str(holder.get(k, "?")).split())[:60] for k in ("pid", "host", "started"))
+    return f"PID {pid} on {host}, since {started}"
 
 
 @contextmanager
@@ -51,9 +53,10 @@ def results_lock(folder: Path):
     path = folder / LOCK_NAME
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # a link there must not redirect the write
     except OSError as exc:
-        raise DeployBenchError(f"cannot write to the results folder {folder}: {exc.strerror}") from None
+        why = "it is a symbolic link; remove it" if exc.errno == errno.ELOOP else exc.strerror
+        raise DeployBenchError(f"cannot open the lock file {path}: {why}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -82,7 +85,7 @@ def refuse_if_locked(folder: Path) -> None:
     before it spends seconds importing libraries beside the run that is measuring."""
     path = Path(folder) / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return  # no lock file yet (or unreadable): the run's own results_lock decides
     try:

@@ -99,7 +99,7 @@ class ModelRegistry:
         if name in self.broken:
             raise RegistryError(self.broken[name])
         known = ", ".join(sorted(self.models)) or "none"
-        broken = "".join(f"\n  could not load: {e}" for e in self.errors)
+        broken = "".join(f"; could not load: {e}" for e in self.errors)  # one line: the CLI prints one error line
         raise RegistryError(f"unknown model {name!r}; known models: {known}{broken}")
 
     def names(self) -> list[str]:

@@ -297,6 +297,8 @@ def compare(root_a: Path, root_b: Path, factor: float = 1.1) -> tuple[list[Pair]
                     for name, s in (("A", a[key]), ("B", b[key])) if not s.result.is_valid]  # fmt: skip
         if not unusable:
             unusable = [p for p in (damaged_samples(a[key], "A"), damaged_samples(b[key], "B")) if p]
+        if not unusable:  # a zero or negative latency is no measurement: a ratio of it means nothing
+            unusable = [f"{name}: latencies not all positive" for name, s in (("A", a[key]), ("B", b[key])) if not _positive(s)]
         if unusable:
             notes.append(f"{_name(key)}: not compared, {', '.join(unusable)}")
             continue
@@ -329,8 +331,15 @@ def compare_pair(key: tuple, a: Side, b: Side, factor: float) -> Pair:
     return Pair(key, median_a, median_b, ratio, low, high, judged, p_value, processes)
 
 
+def _positive(side: Side) -> bool:
+    medians = process_medians(side.result)
+    values = np.asarray(medians if medians else side.samples_ms, dtype=float)
+    return bool(values.size) and bool(np.all(np.isfinite(values))) and float(np.min(values)) > 0
+
+
 def geometric_mean(ratios: list[float]) -> float:
-    return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else float("nan")
+    usable = [r for r in ratios if r > 0 and math.isfinite(r)]
+    return math.exp(sum(math.log(r) for r in usable) / len(usable)) if usable else float("nan")
 
 
 def format_report(pairs: list[Pair], notes: list[str], env_diffs: list[str], factor: float) -> str:

@@ -70,6 +70,13 @@ class Experiment(Record):
     precision: str
     batch_size: int
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        texts = (self.model, self.shape_tag, self.engine, self.precision)
+        shapes_ok = all(isinstance(s, tuple) and all(isinstance(d, int) and not isinstance(d, bool) for d in s) for s in self.example_shapes)
+        if not all(isinstance(t, str) for t in texts) or not shapes_ok or isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
+            raise ValueError(f"an experiment is named by strings and integers, got {self!r}")
+
     @property
     def key(self) -> tuple:
         """What two runs' results are matched on (``compare``)."""
@@ -109,6 +116,10 @@ class LatencyStats(Record):
     max_ms: float
     throughput_items_per_s: float
     timed_region_s: float
+    stop_rule: str | None = None  # what ended the loop: converged, max-duration, iterations (fixed); None: before it was kept
+    ci_half_width: float | None = None  # the median's 99% CI, larger side / median (measure.stats.ci_half_width)
+    warmup_iterations: int | None = None
+    warmup_rule: str | None = None  # what ended the warm-up: settled, max-duration, iterations (fixed)
 
 
 @dataclass(frozen=True)
@@ -234,6 +245,7 @@ class Result(Record):
     iterations: int | None = None
     warmup: int | None = None
     min_duration_s: float | None = None
+    target_ci: float | None = None  # the run length's target: the median's 99% CI within +-this (relative)
     isolated: bool | None = None
     parameters: int | None = None
     load_s: float | None = None  # cold start: loading the PyTorch module

@@ -86,7 +86,17 @@ def load_result(directory: Path) -> Result:
             timeline = (path.parent / TIMELINE).read_text()
     except (OSError, ValueError, KeyError) as exc:
         raise ResultFileError(f"{path.parent / LATENCIES}: unreadable ({exc})") from None
-    return Result.from_json(data, samples, timeline, where=str(path))
+    result = Result.from_json(data, samples, timeline, where=str(path))
+    _check_samples(result, path.parent / LATENCIES)
+    return result
+
+
+def _check_samples(result: Result, path: Path) -> None:
+    """A latencies.csv cut short (or replaced) disagrees with the summary that counted it: never trusted."""
+    for stats, found in ((result.latency, result.samples and result.samples.latencies_ns),
+                         (result.latency_model, result.samples and result.samples.model_latencies_ns)):  # fmt: skip
+        if stats is not None and len(found or ()) != stats.n:
+            raise ResultFileError(f"{path}: holds {len(found or ())} samples, its summary.json counts {stats.n}; measure again with --force")
 
 
 def read_result(directory: Path) -> Result | None:

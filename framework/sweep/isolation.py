@@ -208,13 +208,22 @@ def _alive(pid: int) -> bool:
 def main(argv: list[str]) -> int:
     """``python -m framework.sweep.isolation JOB.json``: measure one experiment again, by hand, in this
     process, under the results lock, then rebuild the model's tables."""
+    from framework.errors import DeployBenchError
     from framework.locking import results_lock
     from framework.results.tables import write_model_tables
 
-    job = Job.read(Path(argv[0]))
-    with results_lock(job.model_dir):
-        result = run_and_save(job)
-        write_model_tables(job.model_dir)
+    try:
+        job = Job.read(Path(argv[0]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"deploybench: error: {argv[0]}: not a job written by deploybench ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 2
+    try:
+        with results_lock(job.model_dir):
+            result = run_and_save(job)
+            write_model_tables(job.model_dir)
+    except DeployBenchError as exc:
+        print(f"deploybench: error: {exc}", file=sys.stderr)
+        return 2
     print(f"{result.experiment.name}: {result.status}{': ' + result.reason if result.reason else ''}; saved in {job.result_dir}")
     return 0 if result.status != "failed" else 1
 

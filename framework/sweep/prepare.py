@@ -120,9 +120,22 @@ def _load(prepared: PreparedShape, loader, calibration_samples: int) -> Prepared
 
 
 def _model_digest(module, loader) -> str:
-    """The weights and config (``export.model_digest``) and the model's code: the source of every module class
-    it is built of and the plugin file itself, so an edited ``forward()`` or preprocessing measures again."""
+    """The weights and config (``export.model_digest``), buffers the state dict leaves out (non-persistent),
+    and the model's code: the source of every module class it is built of and of every Python file of the
+    user's own that is imported (the plugin, helper modules beside it, an editable package; not the standard
+    library, installed packages, whose versions the machine fingerprint covers, or deploybench itself), so an
+    edited ``forward()``, helper or preprocessing measures again."""
+    import torch
+
     digest = hashlib.sha256(model_digest(module, loader.config).encode())
+    persistent = set(module.state_dict())
+    for name, buffer in module.named_buffers():
+        if name not in persistent:
+            digest.update(name.encode())
+            digest.update(buffer.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    for path in _user_code_files():
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
         try:  # a plugin's module name follows its folder: its source, not its name, says what it computes
             digest.update(inspect.getsource(cls).encode())
@@ -130,6 +143,25 @@ def _model_digest(module, loader) -> str:
             digest.update(f"{cls.__module__}.{cls.__qualname__}".encode())
     digest.update(Path(inspect.getfile(type(loader))).read_bytes())
     return digest.hexdigest()
+
+
+def _user_code_files() -> list[Path]:
+    """Source files of the imported modules that are the user's: outside the standard library, the installed
+    packages and deploybench's own package."""
+    import sys
+    import sysconfig
+
+    excluded = {Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    excluded.add(Path(__file__).resolve().parent.parent)  # framework/
+    files = set()
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__file__", None)
+        if not name or not name.endswith(".py"):
+            continue
+        path = Path(name).resolve()
+        if not any(path.is_relative_to(root) for root in excluded) and path.is_file():
+            files.add(path)
+    return sorted(files)
 
 
 def _data_digest(calibration, dataset) -> str:
@@ -202,6 +234,23 @@ def varied_inputs(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return varied
 
 
+def check_outputs(config: ModelConfig, outputs: dict[str, np.ndarray], batch_size: int) -> None:
+    """The module's outputs must have the shapes the config declares (fixed dims, and the batch dim the batch):
+    the engines size their buffers and name their outputs from it."""
+    from framework.errors import ConfigError
+
+    for index, spec in enumerate(config.outputs):
+        shape, want = tuple(outputs[spec.name].shape), spec.runtime
+        dynamic = config.output_dynamic_axes(spec)
+        bad = len(shape) != len(want) or any(w != -1 and i not in dynamic and s != w for i, (s, w) in enumerate(zip(shape, want)))
+        if not bad and "batch_size" in spec.dims_names:
+            bad = shape[spec.dims_names.index("batch_size")] != batch_size
+        if bad:
+            raise ConfigError(config.path, f"outputs[{index}].shape.runtime",
+                              f"the model returns {spec.name!r} with shape {shape} at batch size {batch_size}, "
+                              f"the config says {list(want)}")  # fmt: skip
+
+
 def write_references(prepared: PreparedShape, batch_size: int, accuracy_limit: int | None) -> Path:
     """The batch's inputs and PyTorch fp32 outputs (timed and varied inputs, and over the dataset), written
     once for every experiment of this batch size; raises when the model cannot take the batch."""
@@ -212,6 +261,8 @@ def write_references(prepared: PreparedShape, batch_size: int, accuracy_limit: i
     on_dataset = {}
     if prepared.dataset is not None:
         on_dataset = evaluate(lambda feed: reference_outputs(module, config, feed), config, prepared.dataset, 64, accuracy_limit)[1]
+    reference = reference_outputs(module, config, batch)
+    check_outputs(config, reference, batch_size)
     path = prepared.cache_dir / f"inputs_references_bs{batch_size}.npz"
-    return write_shape_data(path, list(prepared.inputs), reference_outputs(module, config, batch),
+    return write_shape_data(path, list(prepared.inputs), reference,
                             reference_outputs(module, config, varied_inputs(batch)), on_dataset)  # fmt: skip
