@@ -13,16 +13,23 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from framework.errors import DeployBenchError
+from framework.measure.convergence import DEFAULT_MAX_DURATION_S, DEFAULT_MIN_ITERATIONS, DEFAULT_TARGET_CI
 from framework.measure.monitor import DEFAULT_INTERVAL_S
 from framework.precisions import PRECISIONS
 
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    iterations: int = 100  # at least this many timed iterations ...
-    warmup: int = 10
-    min_duration: float = 1.0  # ... and at least this many seconds of timed region, whichever ends later
-    warmup_duration: float = 0.0  # warm-up: at least `warmup` iterations and at least this many seconds
+    # Run length (``measure.convergence``). Adaptive (iterations None): until the median's 99% CI is within
+    # +-target_ci of it, at least min_iterations and min_duration, at most max_duration per timed loop.
+    # Fixed (--iterations N): at least N timed iterations and min_duration, whichever ends later.
+    iterations: int | None = None
+    warmup: int = 10  # warm-up: at least `warmup` iterations and `warmup_duration` s (adaptive: and no trend)
+    min_duration: float = 1.0
+    warmup_duration: float = 0.0
+    target_ci: float = DEFAULT_TARGET_CI
+    min_iterations: int = DEFAULT_MIN_ITERATIONS
+    max_duration: float = DEFAULT_MAX_DURATION_S
     engine_options: dict = field(default_factory=dict)  # --option NAME=VALUE, to engines that know NAME
     accuracy_limit: int | None = None  # evaluate accuracy on at most this many dataset samples
     sample_interval_s: float = field(default=DEFAULT_INTERVAL_S, metadata={"fingerprint": False})
@@ -33,13 +40,28 @@ class MeasureSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def required_iterations(self) -> int:
+        """The sample count a valid result needs: --iterations in fixed mode, --min-iterations otherwise."""
+        return self.iterations if self.iterations is not None else self.min_iterations
+
+    def timing_options(self) -> dict:
+        """``time_host``/``time_cuda``'s run-length arguments, besides iterations and warmup."""
+        return {"min_duration_s": self.min_duration, "warmup_duration_s": self.warmup_duration, "target_ci": self.target_ci,
+                "min_iterations": self.min_iterations, "max_duration_s": self.max_duration}  # fmt: skip
+
     def validate(self) -> None:
-        if self.iterations < 1 or self.warmup < 0:
-            raise DeployBenchError(f"need iterations >= 1 and warmup >= 0, got {self.iterations} and {self.warmup}")
+        if (self.iterations is not None and self.iterations < 1) or self.min_iterations < 1 or self.warmup < 0:
+            raise DeployBenchError(f"need iterations >= 1, min-iterations >= 1 and warmup >= 0, got {self.iterations}, "
+                                   f"{self.min_iterations} and {self.warmup}")  # fmt: skip
         for name in ("min_duration", "warmup_duration", "sample_interval_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise DeployBenchError(f"{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+        if not math.isfinite(self.max_duration) or self.max_duration <= 0 or self.max_duration < self.min_duration:
+            raise DeployBenchError(f"max-duration must be a finite number > 0 and >= min-duration ({self.min_duration}), got {self.max_duration}")
+        if not math.isfinite(self.target_ci) or not 0 < self.target_ci < 1:
+            raise DeployBenchError(f"target-ci is the median's 99% CI half-width relative to it, between 0 and 1 (0.01: ±1%), got {self.target_ci}")
         if self.accuracy_limit is not None and self.accuracy_limit < 1:
             raise DeployBenchError(f"--limit must be at least 1, got {self.accuracy_limit}")
 

@@ -7,6 +7,14 @@ from framework.measure.stats import latency_summary, median_confidence_interval,
 from framework.measure.timing import Timing, time_host
 
 
+def test_adaptive_mode_times_until_the_median_is_known():
+    timing = time_host(lambda: sum(range(200)), None, 10, min_duration_s=0.05, max_duration_s=5.0)
+    stats = latency_summary(timing, 1)
+    assert timing.stop_rule in ("converged", "max-duration") and stats.n >= 10 and stats.timed_region_s >= 0.05
+    assert stats.stop_rule == timing.stop_rule and stats.warmup_iterations == timing.warmup >= 10
+    assert stats.ci_half_width is not None and (stats.ci_half_width <= 0.01 or timing.stop_rule == "max-duration")
+
+
 def test_warmup_is_run_but_not_timed():
     calls = []
     timing = time_host(lambda: calls.append(1), iterations=7, warmup=3)
@@ -76,6 +84,7 @@ def test_run_length_is_iterations_and_minimum_duration_whichever_ends_later():
     assert len(timing.latencies_ns) > 5 and len(calls) == 2 + len(timing.latencies_ns)
     short = time_host(lambda: None, iterations=50, warmup=0, min_duration_s=0.010, clock=FakeClock(1_000_000))
     assert len(short.latencies_ns) == 50  # the count ends later here
+    assert (timing.stop_rule, short.stop_rule, timing.warmup_rule) == ("iterations", "iterations", "iterations")  # fixed mode
     warm = time_host(lambda: None, iterations=1, warmup=1, warmup_duration_s=0.020, clock=FakeClock(1_000_000))
     assert warm.warmup >= 9  # two readings per warm-up step: 20 ms of warm-up
 

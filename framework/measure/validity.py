@@ -7,7 +7,12 @@ Invalid (kept on disk, shown as invalid, never drawn as a winner, never used by 
   inputs, or over the dataset (there also a top-1 agreement floor for class scores); and, at every precision,
   stale or constant outputs: the engine answers the different inputs exactly as it answered the timed ones
   while PyTorch's answer changes.
-Warnings: coefficient of variation above 10% (pyperf's rule: the figure is unstable); host-bound: issuing an
+Warnings. About each timed loop's samples (latency, latency-model): "not converged" when an adaptive run hit
+--max-duration before the median's 99% CI came within +-target ("imprecise" when a fixed-length run,
+--iterations, ended so), or when its warm-up still trended there; drift (``stats.drift``: the medians of the
+first and last thirds differ by more than max(CI half-width, target), with disjoint 99% intervals); two
+modes (``stats.two_modes``: two clusters of at least 10% each; the median may land on either from run to
+run). The resource sampler's (other processes using the GPU or the CPU). Host-bound: issuing an
 iteration on the host takes at least 80% of its device time. trtexec warns at 100%, but it does not
 synchronise between iterations; here every iteration is synchronised, so the device time of a launch-bound
 run is the enqueue time plus the tail of the last kernel and never quite reaches 100%. CUDA graphs are the
@@ -20,7 +25,10 @@ from __future__ import annotations
 
 import statistics
 
-from framework.measure.stats import CV_WARNING
+import numpy as np
+
+from framework.measure.convergence import DEFAULT_TARGET_CI, MAX_DURATION
+from framework.measure.stats import ci_half_width, drift, two_modes
 from framework.precisions import Precision, precision
 from framework.results.record import AgreementFigures, Result, Verdict
 
@@ -36,11 +44,7 @@ STALE_REFERENCE_CHANGE = 1e-3
 def judge(result: Result, required_iterations: int, required_duration_s: float, enqueue_ns: tuple[int, ...] | None = None) -> Verdict:
     """The verdict on a measured result; the caller applies it with ``result.judged(verdict)``."""
     reasons = _sample_reasons(result, required_iterations, required_duration_s) + _output_reasons(result)
-    warnings = [
-        f"unstable {name}: coefficient of variation {stats.cv:.0%} > {CV_WARNING:.0%}"
-        for stats, name in ((result.latency, "latency"), (result.latency_model, "latency-model"))
-        if stats is not None and stats.cv > CV_WARNING
-    ]
+    warnings = _sample_warnings(result)
     enqueue_ms = statistics.median(enqueue_ns) / 1e6 if enqueue_ns and result.latency_model else None
     if enqueue_ms is not None and enqueue_ms >= HOST_BOUND_SHARE * result.latency_model.median_ms:
         warnings.append(
@@ -50,6 +54,50 @@ def judge(result: Result, required_iterations: int, required_duration_s: float, 
     warnings += _trace_warnings(result)
     warnings += list(result.resources.warnings) if result.resources else []
     return Verdict("invalid" if reasons else "valid", tuple(reasons), tuple(warnings), enqueue_ms)
+
+
+def _sample_warnings(result: Result) -> list[str]:
+    """What the timed loops' samples say about the median: how precise it is, whether it moved, whether it is
+    one of two modes. Pure: the figures and raw samples the result carries."""
+    target = result.target_ci or DEFAULT_TARGET_CI
+    raw = result.samples
+    loops = ((result.latency, raw.latencies_ns if raw else None, "latency"),
+             (result.latency_model, raw.model_latencies_ns if raw else None, "latency-model"))  # fmt: skip
+    warnings = []
+    for stats, samples, name in loops:
+        if stats is None:
+            continue
+        warnings += _precision_warnings(stats, name, target)
+        if samples:
+            ms = np.asarray(samples, dtype=np.float64) / 1e6
+            moved, modes = drift(ms, target), two_modes(ms)
+            if moved:
+                change = moved[1] / moved[0] - 1
+                warnings.append(f"drift in {name}: the median of the last third of the samples is {change:+.1%} from the first third's "
+                                f"({moved[0]:.4g} -> {moved[1]:.4g} ms), beyond ±{_pct(max(stats.ci_half_width or 0, target))}")  # fmt: skip
+            if modes:
+                warnings.append(f"two modes in {name}: samples cluster near {modes[0]:.4g} ms and {modes[1]:.4g} ms "
+                                f"({modes[2]:.0%} in the upper one); the median may land on either from run to run")  # fmt: skip
+    return warnings
+
+
+def _precision_warnings(stats, name: str, target: float) -> list[str]:
+    label = "" if name == "latency" else f"{name} "
+    warnings = []
+    if stats.warmup_rule == MAX_DURATION:
+        warnings.append(f"{label}warm-up still trending when it was cut at --max-duration after {stats.warmup_iterations} iterations")
+    width = stats.ci_half_width
+    if width is None and stats.median_ci99_low_ms is not None:  # a record written before the half-width was kept
+        width = ci_half_width(stats.median_ms, (stats.median_ci99_low_ms, stats.median_ci99_high_ms))
+    if width is not None and width <= target * (1 + 1e-9):
+        return warnings
+    reached = f"±{_pct(width, 1)}" if width is not None else "undefined"
+    head = "not converged: " if stats.stop_rule == MAX_DURATION else "imprecise: "
+    return warnings + [f"{head}{label}median's 99% CI {reached} after {stats.n} samples (target ±{_pct(target)})"]
+
+
+def _pct(share: float, digits: int | None = None) -> str:
+    return f"{share * 100:.{digits}f}%" if digits is not None else f"{share * 100:g}%"
 
 
 def _sample_reasons(result: Result, required_iterations: int, required_duration_s: float) -> list[str]:

@@ -60,7 +60,7 @@ def run(job: Job) -> Result:
         result, first_outputs = _first_inference(engine, context, result)
         result, enqueue_ns = _timed(engine, cls, context, job, result)
         result = _after_timing(engine, context, job, result, first_outputs)
-        result = result.judged(judge(result, job.measure.iterations, job.measure.min_duration, enqueue_ns))
+        result = result.judged(judge(result, job.measure.required_iterations, job.measure.min_duration, enqueue_ns))
     except EngineUnavailable as exc:  # e.g. ONNX Runtime fell back to CPU: not a measurement of this engine
         return result.ended("unavailable", one_line(exc))
     except Exception as exc:
@@ -99,9 +99,10 @@ def _first_inference(engine, context: JobContext, result: Result) -> tuple[Resul
 
 
 def _timed(engine, cls, context: JobContext, job: Job, result: Result) -> tuple[Result, tuple | None]:
-    """Latency-all on the host clock; for GPU engines also latency-model (device time, CUDA events)."""
+    """Latency-all on the host clock; for GPU engines also latency-model (device time, CUDA events); each loop
+    with its own run length (adaptive by default: until the median is known to ±target, ``measure.convergence``)."""
     m = job.measure
-    durations = {"min_duration_s": m.min_duration, "warmup_duration_s": m.warmup_duration}
+    durations = m.timing_options()
     sampler = ResourceSampler(m.sample_interval_s, gpu=cls.device == "cuda") if m.sample_interval_s > 0 else None
     model_timing: Timing | None = None
     with sampler or contextlib.nullcontext():
@@ -117,7 +118,7 @@ def _timed(engine, cls, context: JobContext, job: Job, result: Result) -> tuple[
     if cls.device == "cuda":
         resources = dataclasses.replace(resources, torch_max_allocated_mb=torch_max_allocated_mb())
     result = dataclasses.replace(
-        result, clock=timing.clock, latency=latency_summary(timing, batch), resources=resources,
+        result, clock=timing.clock, target_ci=m.target_ci, latency=latency_summary(timing, batch), resources=resources,
         latency_model=latency_summary(model_timing, batch) if model_timing else None,
         samples=Samples(timing.latencies_ns, model_timing.latencies_ns if model_timing else None),
         timeline_csv=sampler.to_csv(timing.started_ns) if sampler is not None else None,
