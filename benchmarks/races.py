@@ -1,7 +1,9 @@
 """Print how often the two races of a killed or concurrent run happen, with this tree's code or another's.
 
 1. Lock: four processes start together on a results folder whose lock was left by a killed run; a trial
-   fails when two hold the lock at the same time (the old lock file's check-then-unlink recovery).
+   fails when two hold the lock at the same time (the old lock file's check-then-unlink recovery). Each
+   contender pauses 0-5 ms when it warns (the old code warns between reading the dead holder and unlinking),
+   as a preempting scheduler would on a busy machine.
 2. Orphan: a sweep is SIGKILLed while a child measures; a trial fails when a process of the killed sweep is
    still alive two seconds later (it went on measuring and could overwrite a rerun's files).
 3. Kill and rerun: ``--loops`` times, SIGKILL the sweep mid-measurement and rerun it at once; each time,
@@ -25,8 +27,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CONTEND = """
-import sys, time, warnings
+import os, random, sys, time, warnings
 warnings.simplefilter("ignore")
+_warn = warnings.warn
+def _preempted(*args, **kwargs):  # a busy machine preempts a process anywhere: here, mid-recovery for the old lock
+    time.sleep(random.random() * 0.005)
+    _warn(*args, **kwargs)
+warnings.warn = _preempted
 from pathlib import Path
 from framework.locking import results_lock
 start = float(sys.argv[2])
@@ -48,8 +55,8 @@ def lock_trials(code: Path, trials: int) -> int:
             folder = Path(tmp) / str(trial)
             folder.mkdir()
             (folder / ".deploybench.lock").write_text(json.dumps({"pid": 999999, "host": os.uname().nodename, "started": "x"}))
-            start = str(time.time() + 0.5)
-            contenders = [subprocess.Popen([sys.executable, "-c", CONTEND, str(folder), start], env=env, stdout=subprocess.PIPE, text=True)
+            start = str(time.time() + 3)  # every contender has imported by then
+            contenders = [subprocess.Popen([sys.executable, "-c", CONTEND, str(folder), start], cwd=code, env=env, stdout=subprocess.PIPE, text=True)
                           for _ in range(4)]  # fmt: skip
             spans = sorted(tuple(map(int, out.split())) for out in (p.communicate()[0].strip() for p in contenders) if out != "refused")
             double += any(a[1] > b[0] for a, b in zip(spans, spans[1:]))
