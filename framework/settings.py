@@ -8,11 +8,13 @@ does not change the figures. No list of names is kept by hand: both come from th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from framework.errors import DeployBenchError
+from framework.machine_check import default_threads, physical_cores, pin_set, usable_cpus
 from framework.measure.convergence import DEFAULT_MAX_DURATION_S, DEFAULT_MIN_ITERATIONS, DEFAULT_TARGET_CI
 from framework.measure.monitor import DEFAULT_INTERVAL_S
 from framework.precisions import PRECISIONS
@@ -80,6 +82,20 @@ class SweepSettings:
     timeout_s: float = 1800.0  # per experiment (per process) when isolated
     force: bool = False  # re-measure experiments an earlier run already finished
     calibration_samples: int = 64  # int8 calibration: this many dataset samples when the loader has no own set
+    threads: int | None = None  # CPU threads of every engine (None: --option threads, else machine_check.default_threads)
+    pin: bool = False  # pin each experiment's child process to one CPU of each of `threads` physical cores
+
+    def __post_init__(self) -> None:
+        """``threads`` (resolved: the default becomes the number) and ``pin``'s CPUs go into the engine options,
+        so the engines get them and the fingerprint covers them. Bad values stay for ``validate`` to refuse."""
+        options = {k: v for k, v in self.measure.engine_options.items() if k != "cpus"}  # cpus: only --pin sets them
+        threads = self.threads if self.threads is not None else options.get("threads")
+        if isinstance(threads, bool):  # --option threads=1 reads as true
+            threads = int(threads)
+        options["threads"] = threads or default_threads()
+        if self.pin and isinstance(options["threads"], int) and options["threads"] > 0:
+            options["cpus"] = pin_set(options["threads"])
+        object.__setattr__(self, "measure", dataclasses.replace(self.measure, engine_options=options))
 
     def chosen_engines(self) -> list[str]:
         from framework.engines import ENGINES, engine_availability
@@ -106,7 +122,19 @@ class SweepSettings:
             raise DeployBenchError(f"--repeats {self.repeats}: needs a positive count, and separate processes (not --in-process)")
         if not math.isfinite(self.timeout_s) or self.timeout_s <= 0:
             raise DeployBenchError(f"the per-experiment timeout must be a positive number, got {self.timeout_s}")
+        self._validate_threads()
         known = {name for engine in ENGINES for name in engine_class(engine).options}
         unknown = sorted(set(self.measure.engine_options) - known)
         if unknown:
             raise DeployBenchError(f"unknown engine options {unknown}; known: {', '.join(sorted(known))}")
+
+    def _validate_threads(self) -> None:
+        threads, cpus = self.measure.engine_options["threads"], len(usable_cpus())
+        if not isinstance(threads, int) or threads < 1 or threads > cpus:
+            raise DeployBenchError(f"--threads must be a whole number from 1 to the {cpus} CPUs this process may use, got {threads!r}")
+        if self.pin and not self.isolate:
+            raise DeployBenchError("--pin pins each experiment's child process, and --in-process has none: drop one of them")
+        cores = physical_cores()
+        if self.pin and threads > len(cores):
+            raise DeployBenchError(f"--pin --threads {threads}: this process may use {len(cores)} physical cores "
+                                   f"(CPUs {usable_cpus()}), and --pin gives each thread a core of its own")  # fmt: skip

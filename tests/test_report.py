@@ -50,7 +50,8 @@ def test_sampler_sees_a_synthetic_cpu_and_memory_load():
     summary, rss = result["summary"], [row[1] for row in result["rows"]]
     assert summary["samples"] >= 30 and "gpu_util_pct" not in result["columns"]
     assert max(rss) - rss[0] >= 150, f"RSS rose by {max(rss) - rss[0]:.0f} MB only"
-    assert summary["peak_cpu_pct"] >= 70 and summary["warnings"] == []
+    assert summary["peak_cpu_pct"] >= 70 and summary["other_cpu_pct"] >= 0
+    assert [w for w in summary["warnings"] if not w.startswith("other processes used")] == []  # those depend on the machine
     lines = result["csv"].splitlines()
     assert lines[0] == "t_s,rss_mb,cpu_pct" and lines[1].startswith("0.0000,") and len(lines) == summary["samples"] + 1
 

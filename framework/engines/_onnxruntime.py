@@ -138,6 +138,7 @@ class OnnxRuntimeEngine(Engine):
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads  # the calling thread included; host threads for the GPU EPs
         return options
 
     def _load(self) -> None:
@@ -154,7 +155,8 @@ class OnnxRuntimeEngine(Engine):
     def _describe(self) -> dict:
         import onnxruntime as ort
 
-        return {"onnxruntime": ort.__version__, "providers": self.session.get_providers()}
+        threads = self.session.get_session_options().intra_op_num_threads  # read back from the session
+        return {"onnxruntime": ort.__version__, "providers": self.session.get_providers(), "threads": threads}
 
     def _close(self) -> None:
         self.session = None

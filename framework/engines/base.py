@@ -11,6 +11,11 @@ included, host clock), ``make_device_step`` is device compute only with inputs a
 The lifecycle is Polygraphy's runner pattern: the public methods check the state (load once, use, close)
 and call the subclass's ``_load``/``_infer``/``_close``, so misuse fails with ``EngineStateError`` here
 instead of an AttributeError deep inside a runtime.
+
+CPU threads are every engine's options (``THREAD_OPTIONS``): ``threads`` (0: the physical cores this process
+may use, ``machine_check.default_threads``) is ONNX Runtime's ``intra_op_num_threads`` and, while a PyTorch
+engine (or TensorRT's host side, on torch tensors) is loaded, ``torch.set_num_threads``; ``cpus`` is the set
+``--pin`` pinned the experiment's process to, checked when the engine loads. ``describe`` records both.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 
 from framework.config import ModelConfig
 from framework.errors import DeployBenchError
+from framework.machine_check import default_threads, usable_cpus
 from framework.precisions import PRECISIONS
 
 
@@ -76,6 +82,8 @@ class ModelArtifacts:
         return Path(self.cache_dir)
 
 
+THREAD_OPTIONS: dict[str, object] = {"threads": 0, "cpus": ()}  # every engine's; cpus is set by --pin
+
 _STATE_WORDS = {"new": "not loaded yet", "loading": "half-loaded (its load() failed)", "loaded": "already loaded",
                 "closed": "closed"}  # fmt: skip
 
@@ -92,6 +100,7 @@ class Engine(ABC):
     # Whether the device step returns before the GPU has finished. Only then is the host time of the call
     # its enqueue time, and the host-bound rule meaningful (ONNX Runtime's Run blocks until the GPU is done).
     device_step_returns_early: ClassVar[bool] = True
+    uses_torch: ClassVar[bool] = False  # torch.set_num_threads(threads) while loaded, restored on close
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -99,6 +108,7 @@ class Engine(ABC):
         if unknown:
             raise TypeError(f"{cls.__name__} names precisions {unknown} that framework.precisions.PRECISIONS "
                             f"does not define ({', '.join(PRECISIONS)})")  # fmt: skip
+        cls.options = {**THREAD_OPTIONS, **cls.options}
 
     def __init__(self, artifacts: ModelArtifacts, precision: str, options: dict | None = None) -> None:
         if precision not in type(self).precisions:
@@ -108,6 +118,16 @@ class Engine(ABC):
         self.precision = precision
         self.settings = {**type(self).options, **{k: v for k, v in (options or {}).items() if k in type(self).options}}
         self._state = "new"
+        self._torch_threads_before: int | None = None
+
+    @property
+    def threads(self) -> int:
+        """The CPU threads this engine computes with (host threads for GPU engines)."""
+        return int(self.settings["threads"]) or default_threads()
+
+    @property
+    def pinned_cpus(self) -> list[int]:
+        return sorted(int(c) for c in self.settings["cpus"] or ())
 
     @classmethod
     def graph_for(cls, precision: str) -> str:
@@ -136,9 +156,24 @@ class Engine(ABC):
         if self._state != "new":
             raise EngineStateError(f"{self.name}: load() refused, the engine is {_STATE_WORDS[self._state]}; "
                                    "an engine loads once: make a new one")  # fmt: skip
+        self._check_pinned()
         self._state = "loading"  # stays so if _load raises: close() then frees what it took
+        if self.uses_torch:
+            import torch
+
+            self._torch_threads_before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
         self._load()
         self._state = "loaded"
+
+    def _check_pinned(self) -> None:
+        """``--pin`` pins the experiment's child process before it runs; anywhere else, refuse to measure."""
+        if self.pinned_cpus and usable_cpus() != self.pinned_cpus:
+            raise DeployBenchError(
+                f"{self.name}: this experiment is to run pinned to CPUs {self.pinned_cpus} (--pin), but this process "
+                f"runs on CPUs {usable_cpus()}; --pin pins the child process of an isolated sweep (re-running a job.json by "
+                f"hand: taskset -c {','.join(map(str, self.pinned_cpus))} python -m framework.sweep.isolation JOB)"
+            )
 
     def _require_loaded(self, method: str) -> None:
         if self._state != "loaded":
@@ -163,13 +198,19 @@ class Engine(ABC):
     def describe(self) -> dict:
         """Settings worth recording next to the figures (threads, providers, ...)."""
         self._require_loaded("describe")
-        return self._describe()
+        return {"threads": self.threads, "affinity": usable_cpus(), "pinned": bool(self.pinned_cpus), **self._describe()}
 
     def close(self) -> None:
         """Free what ``load`` took, also after a failed load. Safe to call any number of times."""
         state, self._state = self._state, "closed"  # closed first: a failing _close is not retried
         if state in ("loading", "loaded"):
-            self._close()
+            try:
+                self._close()
+            finally:
+                if self._torch_threads_before is not None:  # in-process runs: leave torch as it was found
+                    import torch
+
+                    torch.set_num_threads(self._torch_threads_before)
 
     def __enter__(self) -> Engine:
         self.load()

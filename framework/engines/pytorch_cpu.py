@@ -12,6 +12,7 @@ class PyTorchCPUEngine(Engine):
     name = "pytorch-cpu"
     runtime = "pytorch"
     device = "cpu"
+    uses_torch = True  # torch.set_num_threads(threads) while loaded
 
     @classmethod
     def availability(cls) -> str | None:

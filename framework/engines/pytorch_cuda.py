@@ -26,6 +26,7 @@ class PyTorchCUDAEngine(Engine):
     device = "cuda"
     precisions = ("fp32", "fp16")
     options = {"channels_last": True, "cuda_graph": False, "compile": ""}
+    uses_torch = True  # host threads: torch.set_num_threads(threads) while loaded
 
     @classmethod
     def availability(cls) -> str | None:
@@ -113,6 +114,7 @@ class PyTorchCUDAEngine(Engine):
     def _describe(self) -> dict:
         return {
             "torch": self.torch.__version__,
+            "threads": self.torch.get_num_threads(),
             "gpu": self.torch.cuda.get_device_name(),
             "dtype": str(self.dtype),
             "channels_last": self._channels_last(),

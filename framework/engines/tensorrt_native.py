@@ -74,6 +74,7 @@ class TensorRTEngine(Engine):
     precisions = ("fp32", "fp16", "int8")
     graphs = {"int8": "int8_symmetric"}  # explicit quantization (QDQ) takes symmetric int8 only
     options = {"workspace_mb": 0, "module": ""}
+    uses_torch = True  # the host side runs on torch tensors: torch.set_num_threads(threads) while loaded
 
     @classmethod
     def availability(cls) -> str | None:
@@ -198,6 +199,7 @@ class TensorRTEngine(Engine):
     def _describe(self) -> dict:
         return {
             "tensorrt": getattr(self.trt, "__version__", "unknown"),
+            "threads": self.torch.get_num_threads(),
             "engine_cache": self.cache_status,
             "engine_from_cache": self.from_cache,
             "engine_build_s": self.build_s,

@@ -8,8 +8,12 @@ holding the GIL (one pread of /proc/self/statm and one process_time() call; the 
 scan of about 1 ms, is refreshed once a second), so the measurement it watches is not disturbed
 (``benchmarks/sampler_overhead.py`` prints the difference).
 
+Every 0.5 s at most it also reads the CPU time of every other process (``machine_check.OtherProcessesCPU``: one
+read of /proc/<pid>/stat each, about 1 ms for 80 processes; not this process, its children or its ancestors).
+
 Warnings it derives: the GPU throttled (thermal, power, hardware slowdown) or changed its SM clock during
-the timed loop; another process held the GPU (named, with its memory). This process's ancestors (the runner,
+the timed loop; another process held the GPU (named, with its memory); other processes used more than half a
+core of CPU time on average (the top three named, with their share). This process's ancestors (the runner,
 its fork server, a script calling ``run_model``) wait for the experiment, so a context they hold is not counted.
 """
 
@@ -21,6 +25,8 @@ import io
 import os
 import threading
 import time
+
+from framework.machine_check import OtherProcessesCPU, other_cpu_warning
 
 DEFAULT_INTERVAL_S = 0.02
 CHILDREN_REFRESH_S = 1.0
@@ -118,6 +124,7 @@ class ResourceSampler:
         self.nvml = _Nvml.open() if gpu else None
         self.rows: list[list] = []
         self.other_gpu_processes: dict[int, float] = {}  # PID: peak device memory (MB)
+        self.other_cpu = OtherProcessesCPU()
         self._statm = os.open("/proc/self/statm", os.O_RDONLY) if os.path.exists("/proc/self/statm") else None
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
         self._cpu_last: tuple[float, float | None] = (0.0, None)
@@ -163,6 +170,7 @@ class ResourceSampler:
             except Exception:
                 row += [None] * len(GPU_COLUMNS)
         self.rows.append(row)
+        self.other_cpu.scan(force=False)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -178,6 +186,7 @@ class ResourceSampler:
         self._stop.set()
         self._thread.join()
         self._sample()
+        self.other_cpu.scan()
         if self._statm is not None:
             os.close(self._statm)
             self._statm = None
@@ -203,7 +212,9 @@ class ResourceSampler:
             "mean_cpu_pct": sum(cpu) / len(cpu),
             "peak_cpu_pct": max(cpu),
         }
-        warnings = []
+        cores, used = self.other_cpu.usage()
+        result["other_cpu_pct"] = 100 * cores
+        warnings = [w] if (w := other_cpu_warning(cores, used)) else []
         if self.nvml and columns["gpu_util_pct"]:
             clocks = columns["sm_clock_mhz"]
             result.update(
