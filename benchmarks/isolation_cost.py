@@ -33,7 +33,8 @@ def conversion_seconds(model: str, output: Path) -> float:
         "from pathlib import Path; from framework.registry import discover; "
         "from framework.sweep.prepare import build_graphs, prepare_shape; "
         f"model = discover().get({model!r}); output = Path({str(output)!r}); "
-        "prepared = build_graphs(prepare_shape(model, None, output / model.name, 'torchscript', 64, True, lambda _: None), ['fp16']); "
+        "prepared = prepare_shape(model.loader_class, model.load_config(), None, output / model.name, 'torchscript', 64, True, lambda _: None); "
+        "prepared = build_graphs(prepared, ['fp16']); "
         "ok = 'fp16' in prepared.graphs; "
         "print(prepared.conversion_s if ok else f'failed: {prepared.setup_error} {prepared.graph_errors}')"
     )

@@ -32,7 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     cls = engine_class(args.engine)
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = prepare_shape(discover().get(args.model), None, Path(tmp) / args.model, "torchscript", 64, True, lambda _: None)
+        model = discover().get(args.model)
+        prepared = prepare_shape(model.loader_class, model.load_config(), None, Path(tmp) / args.model, "torchscript", 64, True, lambda _: None)
         if "fp32" not in prepared.graphs:
             raise SystemExit(f"export failed: {prepared.setup_error or prepared.graph_errors}")
         artifacts = ModelArtifacts(prepared.config, prepared.module, dict(prepared.graphs), prepared.cache_dir)
