@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from framework.results.compare import compare
+from framework.results.compare import NEEDS_REPEATS, compare
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
             print(f"{' '.join(map(str, p.key))}: median A {p.median_a:.3f} ms, B {p.median_b:.3f} ms, "
                   f"B/A {p.ratio:.3f} [99% CI {p.ci_low:.3f}, {p.ci_high:.3f}]{test}")  # fmt: skip
             print(f"  medians within 5%: {'PASS' if spread <= 0.05 else 'FAIL'} ({spread:.1%}); compare says: {p.verdict}"
-                  f" ({'PASS' if p.verdict in ('no significant difference', 'needs --repeats (>= 7 per side) for a verdict') else 'FAIL'})")  # fmt: skip
+                  f" ({'PASS' if p.verdict in ('no significant difference', NEEDS_REPEATS) else 'FAIL'})")  # fmt: skip
         for note in notes:
             print(note)
 
