@@ -232,17 +232,21 @@ def test_leftovers_of_an_interrupted_writer_are_cleaned_by_the_next_run(earlier)
     assert not (experiment / ".summary.json.abc123.tmp").exists() and not (experiment / ".incoming-deadbeef").exists()
 
 
-def test_job_json_reruns_one_experiment_by_hand_and_rebuilds_the_tables(earlier):
-    models, out = earlier
-    job = out / "healthy" / "16x16x3" / "onnxruntime-cpu__fp32__bs2" / "job.json"
+def test_job_json_reruns_one_experiment_by_hand_and_rebuilds_the_tables(tmp_path):
+    """A job names its files by absolute path: it re-runs in the folder its sweep wrote."""
+    from tests.conftest import FIXTURE_MODELS
+
+    out = tmp_path / "out"
+    assert main(["run", "tiny_cnn", "--models-dir", str(FIXTURE_MODELS), "--output", str(out), "--engines", "onnxruntime-cpu", *FAST]) == 0
+    job = out / "tiny_cnn" / "16x16x3" / "onnxruntime-cpu__fp32__bs1" / "job.json"
     before = (job.parent / "latencies.csv").stat().st_mtime_ns
-    (out / "healthy" / "summary.csv").unlink()
+    (out / "tiny_cnn" / "summary.csv").unlink()
     done = subprocess.run([sys.executable, "-m", "framework.sweep.isolation", str(job)], cwd=REPO, capture_output=True, text=True,
                           timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "healthy 16x16x3 onnxruntime-cpu fp32 bs2: ok" in done.stdout
+    assert "tiny_cnn 16x16x3 onnxruntime-cpu fp32 bs1: ok" in done.stdout
     assert (job.parent / "latencies.csv").stat().st_mtime_ns != before  # measured again
-    assert (out / "healthy" / "summary.csv").exists()
+    assert (out / "tiny_cnn" / "summary.csv").exists()
 
 
 def test_an_early_ctrl_c_stops_quietly(tmp_path):
