@@ -181,7 +181,6 @@ def test_the_shape_rule_matches_default_preprocess(runtime, names, shape):
     assert default_preprocessed_shape(shape, spec) == default_preprocess(np.zeros(shape, np.float32), spec).shape
 
 
-@pytest.mark.xfail(reason="needs cli wiring", strict=False)
 def test_bad_shapes_through_the_cli_are_bad_input_blaming_shapes(earlier, capsys):
     models, out = earlier
     assert run(models, "healthy", out, "--engines", "onnxruntime-cpu", "--shapes", "[(16,16)]") == 2
