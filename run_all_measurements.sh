@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-num_iter="${num_iter:-100}"                 # timed iterations per experiment
+num_iter="${num_iter:-}"                    # timed iterations per experiment; empty: adaptive (until the median is known to +-1%)
 num_warmup_iter="${num_warmup_iter:-10}"    # untimed warm-up iterations before them
 model_name="${model_name:-digits_cnn}"      # a folder under models/ (see `deploybench list`)
 # Each quoted value is one measurement: one tuple per model input, in the example (pre-processing) shape.
@@ -18,6 +18,8 @@ source framework/ensure_env.sh
 eval "shapes=($experiments_example_shapes)"
 shape_args=()
 if [ "${#shapes[@]}" -gt 0 ]; then shape_args=(--shapes "${shapes[@]}"); fi
+iteration_args=()
+if [ -n "$num_iter" ]; then iteration_args=(--iterations "$num_iter"); fi
 exec "$PYTHON" -m framework.cli run "$model_name" \
-  "${shape_args[@]}" --precisions "$precisions" --iterations "$num_iter" --warmup "$num_warmup_iter" \
+  "${shape_args[@]}" --precisions "$precisions" "${iteration_args[@]}" --warmup "$num_warmup_iter" \
   --output measurements_results "$@"
