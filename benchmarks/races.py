@@ -63,15 +63,15 @@ def lock_trials(code: Path, trials: int) -> int:
     return double
 
 
-def sweep_command(output: Path) -> list[str]:
+def sweep_command(output: Path, min_duration: str = "8") -> list[str]:
     return [sys.executable, "-m", "framework.cli", "run", "digits_cnn", "--engines", "onnxruntime-cpu,pytorch-cpu", "--precisions", "fp32,fp16",
-            "--batch-sizes", "1,8", "--iterations", "10", "--min-duration", "8", "--output", str(output), "--quiet"]  # fmt: skip
+            "--batch-sizes", "1,8", "--iterations", "10", "--min-duration", min_duration, "--output", str(output), "--quiet"]  # fmt: skip
 
 
-def kill_mid_measurement(code: Path, output: Path) -> int:
+def kill_mid_measurement(code: Path, output: Path, min_duration: str = "8") -> int:
     """Start a sweep in its own session, SIGKILL it once a child measures; return the session id."""
     env = {**os.environ, "PYTHONPATH": str(code)}
-    sweep = subprocess.Popen(sweep_command(output), cwd=code, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
+    sweep = subprocess.Popen(sweep_command(output, min_duration), cwd=code, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any((output / "digits_cnn").rglob("child.log")):
         time.sleep(0.05)
