@@ -146,9 +146,9 @@ def kill_and_rerun(code: Path, loops: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp)
         for _ in range(loops):
-            kill_mid_measurement(code, output)
+            kill_mid_measurement(code, output, "1")
             rerun = subprocess.run(
-                sweep_command(output), cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True, check=False
+                sweep_command(output, "1"), cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True, check=False
             )
             time.sleep(1)  # an orphan of the killed sweep would write now
             matched += rerun.returncode == 0 and tables_match(output / "digits_cnn")
