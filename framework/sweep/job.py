@@ -15,6 +15,7 @@ import importlib
 import inspect
 import io
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -142,13 +143,15 @@ class ShapeData:
 
 
 @functools.lru_cache(maxsize=4)
-def _module(loader: LoaderRef, config_path: Path, shapes: tuple) -> object:
+def _module(loader: LoaderRef, config_path: Path, shapes: tuple, edited: tuple) -> object:
     """The PyTorch module, loaded once per process (``--in-process`` runs many jobs in one)."""
     return loader.load_class()(load_config(config_path), [tuple(s) for s in shapes]).load_pytorch_module().eval()
 
 
 def module_factory(job: Job):
-    return lambda: _module(job.loader, job.config_path, job.experiment.example_shapes)
+    # Keyed by when the plugin and config files last changed too: an edited model is loaded anew.
+    edited = tuple(os.stat(path).st_mtime_ns for path in (job.loader.file, job.config_path) if os.path.exists(path))
+    return lambda: _module(job.loader, job.config_path, job.experiment.example_shapes, edited)
 
 
 def load_dataset(job: Job, config: ModelConfig):
