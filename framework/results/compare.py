@@ -42,7 +42,7 @@ import numpy as np
 
 from framework.errors import DeployBenchError, ResultFileError
 from framework.results.record import Result
-from framework.results.store import LATENCIES, REPEATS_DIR, SUMMARY, load_result
+from framework.results.store import LATENCIES, SUMMARY, experiment_folders, load_result
 
 P_THRESHOLD = 0.002
 MIN_PROCESSES = 7  # per side: the fewest with which Mann-Whitney U can reach p < 0.002 (see above)
@@ -78,14 +78,10 @@ def load_sides(root: Path, samples: bool = True) -> dict[tuple, Side]:
     """Every experiment under ``root`` (a results folder or one model's folder), keyed for matching: the files
     ``store.load_results`` reads, skipped with the same warnings, but only the headline column of latencies.csv
     is parsed, by numpy (20 times faster than the csv module); none with ``samples=False``."""
-    root = Path(root)
     sides = {}
-    for path in sorted(root.rglob(SUMMARY)):
-        parts = path.relative_to(root).parts[:-1]
-        if REPEATS_DIR in parts or "cache" in parts or any(part.startswith(".") for part in parts):
-            continue  # one process of a --repeats run (its experiment pools them), or a child's staging folder
+    for folder in experiment_folders(root):
         try:
-            side = _read_side(path.parent, samples)
+            side = _read_side(folder, samples)
         except ResultFileError as exc:
             warnings.warn(f"skipped: {exc}", stacklevel=2)
             continue

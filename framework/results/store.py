@@ -117,17 +117,25 @@ def is_complete(directory: Path, fingerprint: str) -> Result | None:
     return result
 
 
+def experiment_folders(root: Path) -> list[Path]:
+    """The folders under ``root`` that hold one experiment's result, in a stable order: not one process of a
+    --repeats run (its experiment pools them), the cache, or a child's staging folder (hidden)."""
+    root = Path(root)
+    folders = []
+    for path in sorted(root.rglob(SUMMARY)):
+        parts = path.relative_to(root).parts[:-1]
+        if REPEATS_DIR not in parts and "cache" not in parts and not any(part.startswith(".") for part in parts):
+            folders.append(path.parent)
+    return folders
+
+
 def load_results(root: Path) -> list[Result]:
     """Every experiment's result under ``root`` (one model's folder or a whole results folder), in a stable
     order. Unreadable or foreign files are skipped with a warning naming them, never a traceback."""
-    root = Path(root)
     results = []
-    for path in sorted(root.rglob(SUMMARY)):
-        parts = path.relative_to(root).parts[:-1]
-        if REPEATS_DIR in parts or "cache" in parts or any(part.startswith(".") for part in parts):
-            continue  # one process of a --repeats run (its experiment pools them), or a child's staging folder
+    for folder in experiment_folders(root):
         try:
-            results.append(load_result(path.parent))
+            results.append(load_result(folder))
         except ResultFileError as exc:
             warnings.warn(f"skipped: {exc}", stacklevel=2)
     return results
