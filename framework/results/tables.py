@@ -101,7 +101,7 @@ def outcome(r: Result) -> str:
         return f"{r.status}: {r.reason}"
     if r.validity == "invalid":
         return "INVALID: " + "; ".join(r.invalid_reasons)
-    return "valid" if r.status == "ok" else f"{r.status}, valid"
+    return "valid"
 
 
 def configuration_text(r: Result) -> str:
