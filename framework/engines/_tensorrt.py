@@ -66,7 +66,7 @@ def ort_profile_options(config: ModelConfig) -> dict[str, str]:
 
 def build_settings(
     *, onnx_path: Path, precision: str, config: ModelConfig, workspace_bytes: int, strongly_typed: bool,
-    trt_version: str, gpu_name: str, compute_capability: str,
+    trt_version: str, gpu_name: str, compute_capability: str, optimization_level: int = 3,
 ) -> dict:  # fmt: skip
     """What a serialized engine depends on; stored beside it and compared before reuse."""
     profiles = profile_shapes(config)
@@ -76,6 +76,7 @@ def build_settings(
         "compute_capability": compute_capability,
         "onnx_sha256": file_sha256(onnx_path),
         "precision": precision,
+        "optimization_level": optimization_level,
         "profile": {k: [list(s) for s in v] for k, v in profiles.items()} if profiles else "static",
         "workspace_bytes": workspace_bytes,
         "strongly_typed": strongly_typed,

@@ -84,6 +84,14 @@ class ModelArtifacts:
 
 THREAD_OPTIONS: dict[str, object] = {"threads": 0, "cpus": ()}  # every engine's; cpus is set by --pin
 
+
+def thread_counts() -> list[dict]:
+    """CPU engines' thread configurations for ``tuning_space``: half the default and one thread (the default
+    itself is the first configuration, {}). Fewer threads than cores often win at small batches."""
+    default = default_threads()
+    return [{"threads": n} for n in dict.fromkeys((default // 2, 1)) if 0 < n < default]
+
+
 _STATE_WORDS = {"new": "not loaded yet", "loading": "half-loaded (its load() failed)", "loaded": "already loaded",
                 "closed": "closed"}  # fmt: skip
 
@@ -128,6 +136,24 @@ class Engine(ABC):
     @property
     def pinned_cpus(self) -> list[int]:
         return sorted(int(c) for c in self.settings["cpus"] or ())
+
+    @classmethod
+    def configuration(cls, options: dict) -> dict:
+        """The options in ``options`` that differ from this engine's defaults: what names a configuration.
+        ``threads`` counts when it differs from the machine's default; ``cpus`` (set by --pin) never does."""
+        out = {}
+        for name, default in cls.options.items():
+            value = options.get(name, default)
+            if name == "cpus" or value == default or (name == "threads" and (not value or int(value) == default_threads())):
+                continue
+            out[name] = value
+        return out
+
+    @classmethod
+    def tuning_space(cls, config: ModelConfig, precision: str, batch_size: int) -> list[dict]:
+        """The configurations ``--tune`` tries (``sweep.tune``), most promising first; the first is always the
+        defaults ({}). Engines with documented options worth trying extend it."""
+        return [{}]
 
     @classmethod
     def graph_for(cls, precision: str) -> str:
@@ -185,6 +211,12 @@ class Engine(ABC):
         self._require_loaded("infer")
         return self._infer(inputs)
 
+    def prepare(self, inputs: dict[str, np.ndarray]) -> float | None:
+        """Work the first call would do that is not inference (``torch.compile`` compiling), done now on
+        ``inputs``: seconds it took, recorded as ``compile_s`` and kept out of every latency; None when none."""
+        self._require_loaded("prepare")
+        return self._prepare(inputs)
+
     def make_step(self, inputs: dict[str, np.ndarray]) -> Callable[[], object]:
         """The exact work one timed iteration does."""
         self._require_loaded("make_step")
@@ -238,6 +270,9 @@ class Engine(ABC):
         return lambda: infer(inputs)
 
     def _make_device_step(self, inputs: dict[str, np.ndarray]) -> tuple[Callable[[], object], object] | None:
+        return None
+
+    def _prepare(self, inputs: dict[str, np.ndarray]) -> float | None:
         return None
 
     def _describe(self) -> dict:

@@ -21,6 +21,10 @@ class OnnxRuntimeCUDAEngine(OnnxRuntimeCUDABindingEngine):
     precisions = ("fp32", "fp16")
     options = {"prefer_nhwc": True, "cuda_graph": False}
 
+    @classmethod
+    def tuning_space(cls, config, precision: str, batch_size: int) -> list[dict]:
+        return [{}, {"cuda_graph": True}, {"prefer_nhwc": False}, {"prefer_nhwc": False, "cuda_graph": True}]
+
     def provider_list(self) -> list:
         return [(self.provider, self.cuda_provider_options())]
 

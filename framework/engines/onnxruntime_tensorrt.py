@@ -27,6 +27,10 @@ class OnnxRuntimeTensorRTEngine(OnnxRuntimeCUDABindingEngine):
     options = {"workspace_mb": 0, "cuda_graph": False, "prefer_nhwc": True}
 
     @classmethod
+    def tuning_space(cls, config, precision: str, batch_size: int) -> list[dict]:
+        return [{}, {"cuda_graph": True}]
+
+    @classmethod
     def availability(cls) -> str | None:
         reason = super().availability()
         if reason:

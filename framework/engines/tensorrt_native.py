@@ -73,7 +73,7 @@ class TensorRTEngine(Engine):
     needs_onnx = True
     precisions = ("fp32", "fp16", "int8")
     graphs = {"int8": "int8_symmetric"}  # explicit quantization (QDQ) takes symmetric int8 only
-    options = {"workspace_mb": 0, "module": ""}
+    options = {"workspace_mb": 0, "module": "", "optimization_level": 3, "cuda_graph": False}
     uses_torch = True  # the host side runs on torch tensors: torch.set_num_threads(threads) while loaded
 
     @classmethod
@@ -83,6 +83,11 @@ class TensorRTEngine(Engine):
         except EngineUnavailable as exc:
             return str(exc)
         return cuda_unavailable_reason()
+
+    @classmethod
+    def tuning_space(cls, config, precision: str, batch_size: int) -> list[dict]:
+        """Level 5 searches more tactics (a longer build); a CUDA graph removes per-call launch work."""
+        return [{}, {"cuda_graph": True}, {"optimization_level": 5}, {"optimization_level": 5, "cuda_graph": True}]
 
     # ---- build -------------------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -94,12 +99,13 @@ class TensorRTEngine(Engine):
         onnx_path = self.onnx_path
         cache = self.artifacts.require_cache_dir(self.name)
         cache.mkdir(parents=True, exist_ok=True)
-        self.plan_path = cache / f"tensorrt_{self.precision}.plan"
+        self.plan_path = cache / f"tensorrt_{self.precision}_o{int(self.settings['optimization_level'])}.plan"
         major, minor = torch.cuda.get_device_capability()
         self.build_settings = build_settings(
             onnx_path=onnx_path, precision=self.precision, config=self.config,
             workspace_bytes=int(self.settings["workspace_mb"]) << 20, strongly_typed=self._strongly_typed_flag() is not None,
             trt_version=getattr(trt, "__version__", "unknown"), gpu_name=torch.cuda.get_device_name(), compute_capability=f"{major}.{minor}",
+            optimization_level=int(self.settings["optimization_level"]),
         )  # fmt: skip
 
         def build(path):
@@ -137,6 +143,7 @@ class TensorRTEngine(Engine):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise DeployBenchError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
         config = builder.create_builder_config()
+        config.builder_optimization_level = self.build_settings["optimization_level"]  # 0-5; TensorRT's default is 3
         if self.build_settings["workspace_bytes"]:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.build_settings["workspace_bytes"])
         if flag is None and self.precision == "fp16" and hasattr(trt.BuilderFlag, "FP16"):
@@ -186,15 +193,26 @@ class TensorRTEngine(Engine):
     def _make_device_step(self, inputs: dict[str, np.ndarray]):
         self._keep = device_inputs = self._device_inputs(inputs)
         self._keep_out = self._execute(device_inputs)  # binds shapes and addresses once
+        return self._launcher(), self.stream
+
+    def _launcher(self):
+        """One enqueue of the bound engine. With ``cuda_graph``, a CUDA graph of it, captured on its stream after
+        a plain run has settled shapes and addresses (TensorRT's documented way), replayed each call."""
         context, handle = self.context, self.stream.cuda_stream
-        return (lambda: context.execute_async_v3(handle)), self.stream
+        if not self.settings["cuda_graph"]:
+            return lambda: context.execute_async_v3(handle)
+        context.execute_async_v3(handle)
+        self.stream.synchronize()
+        graph = self.torch.cuda.CUDAGraph()
+        with self.torch.cuda.graph(graph, stream=self.stream):
+            context.execute_async_v3(handle)
+        return graph.replay
 
     def _make_step(self, inputs: dict[str, np.ndarray]):
         device_inputs = self._device_inputs(inputs)
         device_outputs = self._execute(device_inputs)  # binds shapes and addresses once
-        context, handle = self.context, self.stream.cuda_stream
         return pinned_round_trip(self.stream, [inputs[n] for n in device_inputs], list(device_inputs.values()),
-                                 lambda: context.execute_async_v3(handle), lambda: list(device_outputs.values()))  # fmt: skip
+                                 self._launcher(), lambda: list(device_outputs.values()))  # fmt: skip
 
     def _describe(self) -> dict:
         return {
@@ -207,6 +225,8 @@ class TensorRTEngine(Engine):
             "engine_size_mb": self.plan_path.stat().st_size / 1e6,
             "strongly_typed": self.build_settings["strongly_typed"],
             "workspace_mb": int(self.settings["workspace_mb"]),
+            "optimization_level": self.build_settings["optimization_level"],
+            "cuda_graph": bool(self.settings["cuda_graph"]),
         }
 
     def _close(self) -> None:

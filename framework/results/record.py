@@ -20,7 +20,7 @@ from framework.errors import ResultFileError
 from framework.files import safe_component
 
 SCHEMA_VERSION = 2
-STATUSES = ("ok", "failed", "skipped", "unavailable")
+STATUSES = ("ok", "failed", "skipped", "unavailable", "tuning")  # tuning: a configuration --tune tried (``sweep.tune``)
 
 
 def _freeze(value):
@@ -263,6 +263,9 @@ class Result(Record):
     accuracy: Accuracy | None = None
     resources: Resources | None = None
     engine_settings: dict = field(default_factory=dict)
+    configuration: dict = field(default_factory=dict)  # the engine options that differ from its defaults (threads aside)
+    compile_s: float | None = None  # torch.compile's first call (or a build on first use), never in any latency
+    tuning: dict | None = None  # with --tune: configurations tried, seconds spent, the budget (``sweep.tune``)
     machine: dict = field(default_factory=dict)  # CPU, GPUs and driver, library versions (environment.fingerprint_fields)
     validity: str | None = None
     invalid_reasons: tuple[str, ...] = ()
@@ -279,6 +282,11 @@ class Result(Record):
     @property
     def is_valid(self) -> bool:
         return self.status == "ok" and self.validity == "valid"
+
+    @property
+    def is_usable(self) -> bool:
+        """Valid, and measured fully or as a configuration ``--tune`` tried: a figure worth comparing."""
+        return self.status in ("ok", "tuning") and self.validity == "valid"
 
     @property
     def headline(self) -> LatencyStats | None:

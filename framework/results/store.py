@@ -5,6 +5,7 @@ Layout under the output folder::
     <model>/environment.json, summary.csv, summary.md, report.md, report.html
     <model>/<shape tag>/<engine>__<precision>__bs<batch>/summary.json, latencies.csv, resources.csv, job.json
     <model>/<shape tag>/<engine>__<precision>__bs<batch>/repeats/<k>/...   (one process of a --repeats run)
+    <model>/<shape tag>/<engine>__<precision>__bs<batch>/tuning/<label>/... (a configuration --tune tried)
     <model>/plots/<shape tag>/*.jpg
     <model>/cache/<shape tag>/model.onnx (+ graphs, engines, their .meta.json)
 
@@ -25,6 +26,7 @@ from framework.files import write_all_atomic
 from framework.results.record import Result, Samples
 
 REPEATS_DIR = "repeats"  # <experiment>/repeats/<k>/: the raw files of each process of a --repeats run
+TUNING_DIR = "tuning"  # <experiment>/tuning/<label>/: one configuration --tune tried (status "tuning")
 SUMMARY = "summary.json"
 LATENCIES = "latencies.csv"
 TIMELINE = "resources.csv"
@@ -124,16 +126,24 @@ def experiment_folders(root: Path) -> list[Path]:
     folders = []
     for path in sorted(root.rglob(SUMMARY)):
         parts = path.relative_to(root).parts[:-1]
-        if REPEATS_DIR not in parts and "cache" not in parts and not any(part.startswith(".") for part in parts):
+        if REPEATS_DIR not in parts and TUNING_DIR not in parts and "cache" not in parts and not any(p.startswith(".") for p in parts):
             folders.append(path.parent)
     return folders
 
 
-def load_results(root: Path) -> list[Result]:
+def tuning_folders(root: Path) -> list[Path]:
+    """The folders of the configurations ``--tune`` tried, under ``root``, in a stable order."""
+    root = Path(root)
+    return [path.parent for path in sorted(root.rglob(f"{TUNING_DIR}/*/{SUMMARY}"))
+            if not any(p.startswith(".") or p == "cache" for p in path.relative_to(root).parts[:-1])]  # fmt: skip
+
+
+def load_results(root: Path, tuning: bool = False) -> list[Result]:
     """Every experiment's result under ``root`` (one model's folder or a whole results folder), in a stable
-    order. Unreadable or foreign files are skipped with a warning naming them, never a traceback."""
+    order; with ``tuning``, the configurations ``--tune`` tried instead (status "tuning"). Unreadable or
+    foreign files are skipped with a warning naming them, never a traceback."""
     results = []
-    for folder in experiment_folders(root):
+    for folder in tuning_folders(root) if tuning else experiment_folders(root):
         try:
             results.append(load_result(folder))
         except ResultFileError as exc:

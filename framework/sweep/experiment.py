@@ -1,6 +1,7 @@
 """One experiment, start to finish: ``run(job) -> Result``, the same in a child process and in-process.
 
-load the engine (build time, size) -> first inference, checked against PyTorch fp32 -> timed loops with the
+load the engine (build time, size) -> compile (torch.compile's first call, timed apart as compile_s) ->
+first inference, checked against PyTorch fp32 -> timed loops with the
 resource sampler (warm-up untimed; GPU engines also on device time) -> outputs for other inputs checked
 after timing (stale or constant outputs) -> accuracy on the dataset -> the verdict. It never raises for the
 experiment's own failures: they end the result as ``failed`` (with the traceback) or ``unavailable``.
@@ -57,6 +58,7 @@ def run(job: Job) -> Result:
         context = JobContext.load(job)
         engine = cls(context.artifacts, job.experiment.precision, job.measure.engine_options)
         result = _load(engine, cls, context, result)
+        result = dataclasses.replace(result, compile_s=engine.prepare(context.inputs))  # compiling: in no latency
         result, first_outputs = _first_inference(engine, context, result)
         result, enqueue_ns = _timed(engine, cls, context, job, result)
         result = _after_timing(engine, context, job, result, first_outputs)

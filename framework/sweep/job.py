@@ -74,13 +74,17 @@ class Job:
     export: ExportInfo | None = None
     machine: dict = field(default_factory=dict)  # environment.fingerprint_fields of the sweep's machine
     extra: dict = field(default_factory=dict)  # free room for executors (node names, ...)
+    tuning: dict | None = None  # with --tune: what the search tried and chose (``sweep.tune``)
 
     def pending_result(self) -> Result:
         """What the result says before anything is measured."""
+        from framework.engines import engine_class
+
         m = self.measure
         return Result(self.experiment, self.runtime, self.device, fingerprint=self.fingerprint, run_id=self.run_id,
                       iterations=m.iterations, warmup=m.warmup, min_duration_s=m.min_duration, isolated=self.isolated,
-                      parameters=self.parameters, load_s=self.load_s, export=self.export, machine=self.machine)  # fmt: skip
+                      parameters=self.parameters, load_s=self.load_s, export=self.export, machine=self.machine,
+                      configuration=engine_class(self.experiment.engine).configuration(m.engine_options), tuning=self.tuning)  # fmt: skip
 
     def to_json(self) -> dict:
         data = asdict(self)

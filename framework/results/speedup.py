@@ -1,0 +1,99 @@
+"""What each configuration buys over a baseline: the ratio of medians, baseline / row, with its 99% interval.
+
+The baseline is one engine and precision (``--baseline ENGINE:PRECISION``); by default PyTorch fp32 eager on
+the row's own device kind: ``pytorch-cuda:fp32`` for GPU rows, ``pytorch-cpu:fp32`` for CPU rows. It is
+matched on model, shape and batch size. "Eager" means the engine's default options: with ``--tune`` the
+baseline row is the tried configuration with default options, not the tuned winner (a tuned PyTorch is
+itself a result worth comparing against eager).
+
+The latency compared is each row's headline (device time for GPU engines, host clock otherwise). The
+interval is ``compare``'s percentile bootstrap of the same ratio: over per-process medians when both rows
+were measured with ``--repeats``, else over the samples (then it says how precisely one process measured).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from framework.errors import DeployBenchError
+from framework.results.compare import bootstrap_ratio_ci
+from framework.results.record import Result
+
+DEFAULT_BASELINES = {"cuda": ("pytorch-cuda", "fp32"), "cpu": ("pytorch-cpu", "fp32")}
+
+
+@dataclass(frozen=True)
+class Speedup:
+    baseline: str  # "pytorch-cuda fp32"
+    ratio: float  # baseline median / row median: > 1 is faster than the baseline
+    ci_low: float
+    ci_high: float
+
+    def text(self) -> str:
+        return f"{self.ratio:.2f}x [{self.ci_low:.2f}, {self.ci_high:.2f}]"
+
+
+def parse_baseline(text: str | None) -> tuple[str, str] | None:
+    """``ENGINE:PRECISION`` -> (engine, precision); None keeps the per-device default."""
+    if text is None:
+        return None
+    from framework.engines import ENGINES
+    from framework.precisions import PRECISIONS
+
+    engine, _, precision = text.partition(":")
+    if engine not in ENGINES or precision not in PRECISIONS:
+        raise DeployBenchError(f"--baseline {text!r}: expected ENGINE:PRECISION with ENGINE one of {', '.join(ENGINES)} "
+                               f"and PRECISION one of {', '.join(PRECISIONS)}, e.g. pytorch-cuda:fp32")  # fmt: skip
+    return engine, precision
+
+
+def is_default_configuration(result: Result) -> bool:
+    """Measured with the engine's default options (``threads``/``cpus`` aside): what "eager" means here."""
+    return not result.configuration
+
+
+def baseline_for(result: Result, candidates: list[Result], baseline: tuple[str, str] | None = None) -> Result | None:
+    """The valid baseline row for ``result`` among ``candidates`` (finished results and tried configurations)."""
+    engine, precision = baseline or DEFAULT_BASELINES.get(result.device, DEFAULT_BASELINES["cpu"])
+    e = result.experiment
+    matches = [c for c in candidates if c.is_usable and c.experiment.engine == engine and c.experiment.precision == precision
+               and (c.experiment.model, c.experiment.shape_tag, c.experiment.batch_size) == (e.model, e.shape_tag, e.batch_size)
+               and is_default_configuration(c)]  # fmt: skip
+    matches.sort(key=lambda c: (c.status != "ok", -(c.headline.n if c.headline else 0)))  # a full measurement first
+    return matches[0] if matches else None
+
+
+def speedup(result: Result, base: Result) -> Speedup | None:
+    """``base``'s median over ``result``'s, with its 99% bootstrap interval; None when either has no samples."""
+    if not result.is_usable or result.headline is None or base.headline is None:
+        return None
+    name = f"{base.experiment.engine} {base.experiment.precision}"
+    if result is base or (result.experiment == base.experiment and result.configuration == base.configuration and result.status == base.status):
+        return Speedup(name, 1.0, 1.0, 1.0)  # the baseline itself: exactly 1, not a bootstrap of itself
+    a, b = _values(result, base)
+    if a.size == 0 or b.size == 0 or np.any(a <= 0) or np.any(b <= 0):
+        return None
+    low, high = bootstrap_ratio_ci(a, b)
+    return Speedup(name, float(np.median(b) / np.median(a)), low, high)
+
+
+def _values(result: Result, base: Result) -> tuple[np.ndarray, np.ndarray]:
+    """Per-process medians when both have them (``--repeats``), else the headline samples (ms)."""
+    pa, pb = result.headline_process_medians(), base.headline_process_medians()
+    if pa and pb and len(pa) > 1 and len(pb) > 1:
+        return np.asarray(pa, dtype=float), np.asarray(pb, dtype=float)
+    return np.asarray(result.headline_samples_ms(), dtype=float), np.asarray(base.headline_samples_ms(), dtype=float)
+
+
+def speedups(results: list[Result], candidates: list[Result] | None = None, baseline: tuple[str, str] | None = None) -> dict[int, Speedup]:
+    """``id(result) -> Speedup`` for every usable result with a baseline (``candidates`` default: ``results``)."""
+    pool = list(results) + list(candidates or [])
+    out = {}
+    for r in results:
+        base = baseline_for(r, pool, baseline)
+        s = speedup(r, base) if base is not None else None
+        if s is not None:
+            out[id(r)] = s
+    return out
