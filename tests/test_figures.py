@@ -194,7 +194,7 @@ def test_tail_latency_draws_a_percentile_only_where_the_sample_supports_it():
     chosen = [make_result("pytorch-cpu", "fp32", 1, n=n, seed=i) for i, n in enumerate((100, 458, 459, 4602, 4603))]
     fig, ax = pyplot().subplots()
     _tail_bars(ax, chosen, 1)
-    bars = {(round(p.get_x() + p.get_width() / 2), p.get_alpha()) for p in ax.patches}
+    bars = {(round(p.get_x() + p.get_width() / 2), round(p.get_facecolor()[3], 2)) for p in ax.patches}  # opacity: the percentile
     drawn = [sum(1 for x, _ in bars if x == i) for i in range(len(chosen))]
     pyplot().close(fig)
     assert drawn == [1, 1, 2, 2, 3]  # median always; p99 from 459 samples, p99.9 from 4603
@@ -216,3 +216,175 @@ def test_tail_latency_appears_only_when_a_result_has_the_samples_for_p99_9(tmp_p
     check_jpeg(tail)
     caption = next(f.caption for f in FIGURES if f.filename == "tail_latency.jpg")
     assert f"![{caption}](plots/16x16x3/tail_latency.jpg)" in done.report_md.read_text()
+
+
+# Plots users can read (issue 15, item 4): log axes, a shade per precision, the speedup chart, titles that fit,
+# tied points apart, memory as the engine's own share, throughput from the median.
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the draw functions make, drawn (layout done) and kept open instead of saved."""
+    from framework.report import comparisons, latency, resources, speedup_chart
+    from framework.report.style import pyplot
+
+    figures = []
+
+    def keep(fig, path):
+        fig.canvas.draw()
+        figures.append(fig)
+
+    for module in (comparisons, latency, resources, speedup_chart):
+        monkeypatch.setattr(module, "save_figure", keep)
+    yield figures
+    for fig in figures:
+        pyplot().close(fig)
+
+
+def test_each_engine_keeps_one_hue_and_each_precision_a_shade_of_it():
+    from colorsys import rgb_to_hls
+
+    from matplotlib.colors import to_rgb
+
+    from framework.report.style import ENGINE_COLORS, series_color
+
+    colors = {(e, p): series_color(e, p) for e in ENGINE_COLORS for p in ("fp32", "fp16", "int8")}
+    assert len(set(colors.values())) == len(colors)  # every (engine, precision) its own colour
+    for engine in ENGINE_COLORS:
+        hls = [rgb_to_hls(*to_rgb(colors[engine, p])) for p in ("fp32", "fp16", "int8")]
+        assert all(min(abs(h - hls[0][0]), 1 - abs(h - hls[0][0])) < 0.02 for h, _, _ in hls), engine  # one hue family (hue is circular)
+        assert hls[0][1] < hls[1][1] < hls[2][1], engine  # fp32 darkest, int8 lightest
+    hues = sorted(rgb_to_hls(*to_rgb(engine_color(e)))[0] for e in ENGINE_COLORS)
+    assert min(b - a for a, b in zip(hues, [*hues[1:], hues[0] + 1])) > 0.04  # engines differ in hue, not only in shade
+
+
+def test_a_latency_axis_is_logarithmic_beyond_20x_and_says_so(drawn):
+    from framework.report.comparisons import draw_latency_bars
+    from framework.report.latency import draw_cpu_latencies
+    from framework.report.style import wants_log
+
+    assert not wants_log([1.0, 20.0]) and wants_log([1.0, 20.5]) and not wants_log([0.0, None, float("nan"), 3.0])
+    for slow, scale in ((1.5, "linear"), (25.0, "log")):
+        results = [make_result("onnxruntime-cpu", "fp32", 1, median_ms=1.0), make_result("pytorch-cpu", "fp32", 1, median_ms=slow, seed=1)]
+        assert draw_latency_bars(results, Path("unused.jpg"), "t", FigureOptions())
+        assert draw_cpu_latencies(results, Path("unused.jpg"), "t", FigureOptions())
+        bars, (series, boxes) = drawn[-2].axes[0], drawn[-1].axes[:2]
+        assert bars.get_yscale() == series.get_yscale() == boxes.get_xscale() == scale
+        assert ("log scale" in bars.get_ylabel() + series.get_ylabel() + boxes.get_xlabel()) == (scale == "log")
+
+
+def test_figures_colour_every_series_by_engine_and_precision(drawn):
+    from matplotlib.colors import to_rgba
+
+    from framework.report.comparisons import draw_latency_bars, draw_throughput_vs_batch
+    from framework.report.style import series_color
+
+    results = [make_result("onnxruntime-cpu", p, b, median_ms=m, seed=i) for i, (p, m) in enumerate((("fp32", 1), ("fp16", 0.8), ("int8", 0.6)))
+               for b in (1, 4)]  # fmt: skip
+    draw_latency_bars(results, Path("unused.jpg"), "t", FigureOptions())
+    draw_throughput_vs_batch(results, Path("unused.jpg"), "t", FigureOptions())
+    bars = [p.get_facecolor() for p in drawn[0].axes[0].patches]
+    expected = [to_rgba(series_color("onnxruntime-cpu", p)) for p in ("fp16", "fp32", "int8")]  # series order
+    assert bars == expected and len(set(bars)) == 3
+    lines = {line.get_label(): to_rgba(line.get_color()) for line in drawn[1].axes[0].get_lines()}
+    assert all(lines[f"onnxruntime-cpu {p}"] == to_rgba(series_color("onnxruntime-cpu", p)) for p in ("fp32", "fp16", "int8"))
+
+
+def test_throughput_is_the_batch_over_the_median_and_wall_time_is_labelled(drawn):
+    from framework.report.comparisons import draw_throughput_vs_batch
+
+    results = [make_result("pytorch-cpu", "fp32", b, median_ms=0.5 * b, seed=b) for b in (1, 8)]
+    assert draw_throughput_vs_batch(results, Path("unused.jpg"), "t", FigureOptions())
+    ax = drawn[0].axes[0]
+    line = next(line for line in ax.get_lines() if line.get_label() == "pytorch-cpu fp32")
+    assert list(line.get_ydata()) == pytest.approx([b * 1000 / r.latency.median_ms for b, r in zip((1, 8), results)])
+    assert line.get_ydata()[0] != pytest.approx(results[0].latency.throughput_items_per_s, rel=0.01)  # outliers weigh on wall time
+    assert "median" in ax.get_ylabel() and any("wall time" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def _with_status(result: Result, status: str, **more) -> Result:
+    import dataclasses
+
+    return dataclasses.replace(result, status=status, **more)
+
+
+def test_the_speedup_chart_draws_each_ratio_with_its_interval_against_the_baseline(tmp_path, drawn):
+    from framework.report.speedup_chart import draw_speedup
+    from framework.results.speedup import speedups
+
+    results = [make_result("pytorch-cpu", "fp32", 1, median_ms=2.0), make_result("onnxruntime-cpu", "fp32", 1, median_ms=1.0, seed=1),
+               make_result("onnxruntime-cpu", "int8", 1, median_ms=0.5, seed=2)]  # fmt: skip
+    written = draw_shape(results, tmp_path, "t", FigureOptions())
+    assert tmp_path / "speedup.jpg" in written
+    ax = next(f.axes[0] for f in drawn if "speedup over" in f.axes[0].get_xlabel())
+    found = speedups(results)
+    bars = sorted(p.get_x() + p.get_width() for p in ax.patches)  # bars run from 1x to the ratio
+    assert bars == pytest.approx(sorted(found[id(r)].ratio for r in results)) and bars[-1] == pytest.approx(4.0, rel=0.05)
+    assert all(p.get_x() == 1.0 for p in ax.patches) and any(list(line.get_xdata()) == [1, 1] for line in ax.get_lines())
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[-1] == "pytorch-cpu fp32 = baseline" and "pytorch-cpu fp32" in ax.get_xlabel()  # fastest on top, baseline last
+    texts = [t.get_text() for t in ax.texts]
+    assert any(t.startswith(found[id(results[2])].text()) for t in texts)  # ratio [99% interval]
+    assert not draw_speedup(results[:1], Path("unused.jpg"), "t", FigureOptions())  # the baseline alone: nothing to say
+
+
+def test_the_speedup_baseline_may_be_a_tried_configuration_or_one_the_user_names(tmp_path, drawn):
+    from framework.report.publish import publish
+
+    fast = make_result("onnxruntime-cpu", "fp32", 1, median_ms=1.0, seed=1)
+    model_dir = save_all(tmp_path, [fast, make_result("onnxruntime-cpu", "int8", 1, median_ms=0.5, seed=2)])
+    tried = _with_status(make_result("pytorch-cpu", "fp32", 1, median_ms=3.0), "tuning")  # --tune's default-options row
+    save_result(tried.experiment.folder(tmp_path) / "tuning" / "default", tried)
+    assert "speedup.jpg" in {p.name for p in publish(model_dir).plots}
+    ax = next(f.axes[0] for f in drawn if "speedup over" in f.axes[0].get_xlabel())
+    assert "pytorch-cpu fp32" in ax.get_xlabel() and max(p.get_x() + p.get_width() for p in ax.patches) == pytest.approx(6.0, rel=0.05)
+    publish(model_dir, baseline=("onnxruntime-cpu", "fp32"), tables=False, report=False)
+    ax = next(f.axes[0] for f in drawn[::-1] if "speedup over" in f.axes[0].get_xlabel())
+    assert "onnxruntime-cpu fp32" in ax.get_xlabel() and sorted(p.get_x() + p.get_width() for p in ax.patches) == pytest.approx([1.0, 2.0], rel=0.05)
+
+
+def test_memory_is_the_engines_own_share_on_a_padded_range(drawn):
+    from framework.report.figures import FIGURES
+    from framework.report.resources import share_limits
+
+    draw = {f.filename: f.draw for f in FIGURES}
+    cpu, gpu = make_result("pytorch-cpu", "fp32", 1), make_result("pytorch-cuda", "fp32", 1, model_ms=1.0, seed=1)
+    assert draw["cpu_mb_measurements.jpg"]([cpu], Path("unused.jpg"), "t", FigureOptions())
+    assert draw["gpu_0_mb_measurements.jpg"]([gpu], Path("unused.jpg"), "t", FigureOptions())
+    (rss,), (gpu_mem,) = drawn[0].axes[0].get_lines()[:1], drawn[1].axes[0].get_lines()[:1]
+    raw = parse_timeline(cpu.timeline_csv)["rss_mb"]
+    assert list(rss.get_ydata()) == pytest.approx([v - 700.0 for v in raw])  # rss_before_load_mb=700
+    assert set(gpu_mem.get_ydata()) == {1000.0}  # 1500 MB (NVML) less the 500 MB CUDA context
+    assert "before-load" in drawn[0].axes[0].get_ylabel() and "CUDA context" in drawn[1].axes[0].get_ylabel()
+    assert drawn[0].axes[0].get_ylim()[0] == 0 and drawn[0].axes[0].get_ylim()[1] >= max(raw) - 700 + 5
+    low, high = share_limits([412.1, 412.9], share=False)  # a flat line is not spread over a 1 MB span
+    assert high - low >= 0.2 * 412 and share_limits([0.4, 0.9], share=True) == (0.0, 0.9 + 5.0)
+    old = _with_status(cpu, "ok", resources=Resources(peak_rss_mb=900.0))  # saved before the before-load figure was kept
+    draw["cpu_mb_measurements.jpg"]([old], Path("unused.jpg"), "t", FigureOptions())
+    assert list(drawn[2].axes[0].get_lines()[0].get_ydata()) == pytest.approx(raw) and "resident memory" in drawn[2].axes[0].get_ylabel()
+
+
+def test_tied_points_are_drawn_apart(drawn):
+    from framework.report.comparisons import draw_accuracy_vs_latency, tie_offsets
+
+    assert tie_offsets([(1.0, 0.9), (1.0, 0.9), (5.0, 0.5)]) == [-4.0, 4.0, 0.0]
+    assert tie_offsets([(1.0, 0.9), (1.01, 0.9), (1.02, 0.9), (10.0, 0.9)], log_x=True) == [-8.0, 0.0, 8.0, 0.0]
+    assert tie_offsets([(1.0, 0.9), (1.02, 0.9)]) == [0.0, 0.0]  # they fill the axis: apart as drawn
+    results = [make_result("onnxruntime-cpu", "fp32", 1, median_ms=1.0, top1=0.9), make_result("onnxruntime-cpu", "fp16", 1, median_ms=1.0, top1=0.9)]
+    assert draw_accuracy_vs_latency(results, Path("unused.jpg"), "t", FigureOptions())
+    ax = drawn[0].axes[0]
+    centres = [tuple(c.get_offset_transform().transform(c.get_offsets())[0]) for c in ax.collections]
+    assert len(centres) == 2 and abs(centres[0][0] - centres[1][0]) >= 8 and centres[0][1] == pytest.approx(centres[1][1])
+
+
+def test_titles_fit_in_a_single_panel_figure(drawn):
+    from framework.report.comparisons import draw_accuracy_vs_latency
+
+    title = "a_model_with_a_rather_long_name, shape 224x224x3 (and 3 invalid results left out)"
+    assert draw_accuracy_vs_latency([make_result("pytorch-cpu", "fp32", 1, top1=0.9)], Path("unused.jpg"), title, FigureOptions())
+    fig = drawn[0]
+    box, page = fig.get_suptitle() and fig._suptitle.get_window_extent(), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1, (box, page)
+    for ax in fig.axes:
+        inside = ax.get_tightbbox()
+        assert page.x0 <= inside.x0 and inside.x1 <= page.x1 + 1 and page.y0 <= inside.y0, ax.get_title()
