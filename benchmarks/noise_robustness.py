@@ -181,7 +181,8 @@ def compare_quiet(root: Path, sides: list[tuple[str, list[str]]], args) -> tuple
         if not warned:
             break
         print(f"  {note}: {'measuring again' if attempt < args.attempts else 'no attempt left: the verdict comes from a busy machine'}")
-    pairs_text = "; ".join(f"B/A {p.ratio:.3f} [{p.ci_low:.3f}, {p.ci_high:.3f}], MWU p {'n/a' if p.p_value is None else f'{p.p_value:.4f}'}, {p.verdict}" for p in pairs)
+    p_text = lambda p: "n/a" if p.p_value is None else f"{p.p_value:.4f}"
+    pairs_text = "; ".join(f"B/A {p.ratio:.3f} [{p.ci_low:.3f}, {p.ci_high:.3f}], MWU p {p_text(p)}, {p.verdict}" for p in pairs)
     return pairs, f"{pairs_text or 'no pair compared'}; {note}"
 
 
