@@ -1,4 +1,6 @@
-"""``deploybench run|list|compare``: the only place exceptions become exit codes.
+"""deploybench: what each runtime (PyTorch, ONNX Runtime, TensorRT) costs your PyTorch model in latency, throughput, memory and accuracy.
+
+The command line, and the only place exceptions become exit codes.
 
 Exit status of ``run``: 0 when every experiment ended ok, skipped or unavailable; 1 when any failed; 2 for
 bad input (unknown model, malformed config, bad arguments, results folder in use); 130 when interrupted. ``compare``: 1 when something got slower.
@@ -55,8 +57,25 @@ def _run_length_arguments(run: argparse.ArgumentParser) -> None:
                      help="adaptive: at most this many seconds per timed loop (and per warm-up), converged or not (default 30)")  # fmt: skip
 
 
+def _machine_and_tuning_arguments(run: argparse.ArgumentParser) -> None:
+    """``deploybench run``'s CPU threads, quiet-machine check, ``--tune`` and ``--baseline``."""
+    run.add_argument("--threads", type=int, default=None,
+                     help="CPU threads of every engine, host threads of GPU engines (default: the physical cores this process may use)")  # fmt: skip
+    run.add_argument("--pin", action="store_true", help="pin each experiment's process to one CPU of each of --threads physical cores")
+    run.add_argument("--tune", action="store_true",
+                     help="try each engine's documented options with short runs and measure its fastest valid configuration")  # fmt: skip
+    run.add_argument("--tune-budget", type=float, default=180.0, metavar="SECONDS",
+                     help="--tune: seconds of tuning per experiment; a configuration starts only within it (default 180)")  # fmt: skip
+    run.add_argument("--baseline", default=None, metavar="ENGINE:PRECISION",
+                     help="speedups against this (default: PyTorch fp32 with default options on the row's device kind)")  # fmt: skip
+    run.add_argument("--require-quiet", action="store_true",
+                     help="refuse to start (exit 2) when load average > usable CPUs / 2 or another process uses > 50%% of a core")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="deploybench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="deploybench", description=__doc__.splitlines()[0].removeprefix("deploybench: "),
+                     epilog="Start with `deploybench list`, then `deploybench run MODEL`; results and report.html land in "
+                            "measurements_results/MODEL/.")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--models-dir", action="append", type=Path, default=[], help="extra folder of model plugins (repeatable)")
@@ -83,12 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=1800.0, help="seconds one experiment's process may take before it is killed (default 1800)")
     run.add_argument("--force", action="store_true", help="measure again experiments an earlier run finished (default: resume, keeping them)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
-    # CPU threads and a quiet machine (issue: numbers that stay true on a busy or shared machine)
-    run.add_argument("--threads", type=int, default=None,
-                     help="CPU threads of every engine, host threads of GPU engines (default: the physical cores this process may use)")  # fmt: skip
-    run.add_argument("--pin", action="store_true", help="pin each experiment's process to one CPU of each of --threads physical cores")
-    run.add_argument("--require-quiet", action="store_true",
-                     help="refuse to start (exit 2) when load average > usable CPUs / 2 or another process uses > 50%% of a core")  # fmt: skip
+    _machine_and_tuning_arguments(run)
 
     sub.add_parser("list", parents=[common], help="models found, and which engines this machine can run")
 
@@ -98,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         rebuild.add_argument("model", help="model name: its results are in OUTPUT/<model>")
         rebuild.add_argument("--output", type=Path, default=Path("measurements_results"), help="results folder")
         rebuild.add_argument("--keep-outliers", action="store_true", help="draw outliers in latency plots")
+        rebuild.add_argument("--baseline", default=None, metavar="ENGINE:PRECISION", help="speedups against this (as in run)")
 
     cmp = sub.add_parser("compare", help="compare two result folders: faster, slower or no significant difference")
     cmp.add_argument("results_a", type=Path)
@@ -186,7 +201,9 @@ def _rebuild(args) -> int:
     if not model_dir.is_dir() or not load_results(model_dir):
         raise DeployBenchError(f"no saved experiments in {model_dir}; run `deploybench run {args.model}` first")
     full = args.command == "report"
-    published = publish(model_dir, keep_outliers=args.keep_outliers, tables=full, report=full)
+    from framework.results.speedup import parse_baseline
+
+    published = publish(model_dir, keep_outliers=args.keep_outliers, tables=full, report=full, baseline=parse_baseline(args.baseline))
     print(f"plots: {len(published.plots)} in {model_dir / 'plots'}")
     if full:
         print(f"report: {published.report_md}")
@@ -213,6 +230,7 @@ def _compare(args) -> int:
 
 def settings_from_args(args):
     """The sweep's settings from ``deploybench run``'s arguments."""
+    from framework.results.speedup import parse_baseline
     from framework.settings import MeasureSettings, SweepSettings
 
     measure = MeasureSettings(iterations=args.iterations, warmup=args.warmup, min_duration=args.min_duration,
@@ -223,7 +241,7 @@ def settings_from_args(args):
         engines=tuple(args.engines) if args.engines is not None else None, precisions=tuple(args.precisions),
         batch_sizes=tuple(args.batch_sizes), measure=measure, output=args.output, exporter=args.exporter,
         keep_outliers=args.keep_outliers, isolate=not args.in_process, repeats=args.repeats, timeout_s=args.timeout, force=args.force,
-        threads=args.threads, pin=args.pin,
+        threads=args.threads, pin=args.pin, tune=args.tune, tune_budget=args.tune_budget, baseline=parse_baseline(args.baseline),
     )  # fmt: skip
 
 

@@ -84,6 +84,9 @@ class SweepSettings:
     calibration_samples: int = 64  # int8 calibration: this many dataset samples when the loader has no own set
     threads: int | None = None  # CPU threads of every engine (None: --option threads, else machine_check.default_threads)
     pin: bool = False  # pin each experiment's child process to one CPU of each of `threads` physical cores
+    tune: bool = False  # try each engine's options first and measure its fastest valid configuration (sweep.tune)
+    tune_budget: float = 180.0  # seconds of tuning per experiment (a configuration starts only within it)
+    baseline: tuple[str, str] | None = None  # speedups against (engine, precision); None: PyTorch fp32 eager per device
 
     def __post_init__(self) -> None:
         """``threads`` (resolved: the default becomes the number) and ``pin``'s CPUs go into the engine options,
@@ -96,6 +99,12 @@ class SweepSettings:
         if self.pin and isinstance(options["threads"], int) and options["threads"] > 0:
             options["cpus"] = pin_set(options["threads"])
         object.__setattr__(self, "measure", dataclasses.replace(self.measure, engine_options=options))
+
+    def fixed_options(self) -> set[str]:
+        """Engine options the user set (``--option``, ``--threads``): ``--tune`` leaves them as they are."""
+        options = self.measure.engine_options
+        fixed = {name for name in options if name not in ("threads", "cpus")}
+        return fixed | ({"threads"} if self.threads is not None or options.get("threads") != default_threads() else set())
 
     def chosen_engines(self) -> list[str]:
         from framework.engines import ENGINES, engine_availability
@@ -120,6 +129,8 @@ class SweepSettings:
         self.measure.validate()
         if self.repeats < 1 or (self.repeats > 1 and not self.isolate):
             raise DeployBenchError(f"--repeats {self.repeats}: needs a positive count, and separate processes (not --in-process)")
+        if not math.isfinite(self.tune_budget) or self.tune_budget < 0:
+            raise DeployBenchError(f"--tune-budget must be a finite number of seconds >= 0, got {self.tune_budget}")
         if not math.isfinite(self.timeout_s) or self.timeout_s <= 0:
             raise DeployBenchError(f"the per-experiment timeout must be a positive number, got {self.timeout_s}")
         self._validate_threads()

@@ -55,7 +55,7 @@ def test_run_writes_every_result_file_with_sane_values(tmp_path):
     assert env["cpu_cores_logical"] >= 1 and env["packages"]["torch"] and env["packages"]["onnx"]
     table = (model_dir / "summary.md").read_text()
     assert "## shape 16x16x3" in table and table.count("| onnxruntime-cpu | fp32 |") == 4
-    assert "| min ms |" in table and "| min ms |" in (model_dir / "report.md").read_text()
+    assert "| min ms |" in table and "| speedup (99% CI) |" in (model_dir / "report.md").read_text()
     assert f"| {float(rows[0]['min_ms']):,.3f} |" in table
     assert table.count("| valid") == 8 and "INVALID" not in table  # "valid", or "valid; warning: ..." when CV > 10%
     assert "n/a" in table  # p99 of 8 samples is shown as not available

@@ -20,7 +20,7 @@ from tests.test_figures import check_jpeg, make_result, save_all
 REPO = Path(__file__).resolve().parents[1]
 
 CPU_PLOTS = ["cpu_time_measurements.jpg", "cpu_mb_measurements.jpg", "cpu_pct_util_measurements.jpg", "latency_bars.jpg",
-             "throughput_vs_batch.jpg", "accuracy_vs_latency.jpg"]  # fmt: skip
+             "throughput_vs_batch.jpg", "accuracy_vs_latency.jpg", "speedup.jpg"]  # fmt: skip
 GPU_PLOTS = ["cuda_time_measurements.jpg", "gpu_0_mb_measurements.jpg", "gpu_0_pct_util_measurements.jpg"]
 BATCHES = (1, 32, 256)  # numeric order differs from text order (1, 256, 32)
 
@@ -155,16 +155,18 @@ def test_report_lists_every_experiment_and_links_every_plot(published):
     assert positions == sorted(positions), "batch sizes in numeric order"
     assert "This CPU has no VNNI: its int8 graph for ONNX Runtime CPU quantizes weights to 7 bits" in text
     assert "tensorrt (the tensorrt package is not installed)" in text and "Some GPU results are host-bound" in text
-    gpu_row = next(line for line in text.splitlines() if line.startswith("| pytorch-cuda | fp16 | valid; warning: host-bound"))
-    assert re.search(r"\| 1\.2\d\d / \d\.\d{3} \| 0\.9\d\d / \d\.\d{3} \|", gpu_row), gpu_row  # latency-all, latency-model
-    assert gpu_row.endswith("| 900 (+200) | 1,500 (500) |"), gpu_row  # peak RSS (engine's own), peak GPU (CUDA context)
+    details = text.split("## Shape")[2]  # the table of every result, after the verdict's
+    gpu_row = next(line for line in details.splitlines() if line.startswith("| pytorch-cuda | fp16 | default |"))
+    assert re.search(r"\| 0\.9\d\d \(\d\.\d{3}-\d\.\d{3}\) \|", gpu_row), gpu_row  # the headline: device time, with its CI
+    assert gpu_row.endswith("| RSS 900 (engine +200); GPU 1,500 (context 500) | valid | [1] |"), gpu_row  # engine's own share, context
+    assert "- [1] host-bound: the host issues work as slowly as the GPU runs it" in details  # warnings as footnotes
     links = re.findall(r"!\[([^\]]*)\]\((plots/[^)]+)\)", text)
     assert sorted(link.rsplit("/", 1)[1] for _, link in links) == sorted(CPU_PLOTS + GPU_PLOTS)
     captions = {f.filename: f.caption for f in FIGURES}
     assert all(caption == captions[link.rsplit("/", 1)[1]] for caption, link in links)
     assert [link.rsplit("/", 1)[1] for _, link in links] == [f.filename for f in FIGURES if f.filename in CPU_PLOTS + GPU_PLOTS]
     page = (model_dir / "report.html").read_text()
-    assert page.count('src="data:image/jpeg;base64,') == len(links) and page.count("<table>") == len(BATCHES)
+    assert page.count('src="data:image/jpeg;base64,') == len(links) and page.count("<table>") == 2 * len(BATCHES)  # verdict, details
     assert "<td>onnxruntime-cpu</td><td>int8</td>" in page
 
 

@@ -1,8 +1,9 @@
 """``report.md`` and a self-contained ``report.html`` for one model, rebuilt from the files on disk.
 
-Per shape and batch size (in numeric order), the report's table (``results.tables``, view ``REPORT``):
-latency-all and latency-model, size, accuracy or agreement, layers, parameters, memory and the validity of
-each row, failed rows included with their reason; then the shape's plots, walking ``figures.FIGURES`` for
+The verdict first (``results.verdict``): per shape and batch size, each engine at its best and a sentence
+naming the winner. Then the machine and what the figures mean; then per shape and batch size (in numeric
+order) every result (``results.tables``, view ``REPORT``), failed rows included with their reason, warnings
+as footnotes; the configurations ``--tune`` tried; and the shape's plots, walking ``figures.FIGURES`` for
 their captions and files. The HTML inlines the images (base64), so the one file can be mailed.
 """
 
@@ -17,17 +18,30 @@ from pathlib import Path
 from framework.files import write_atomic
 from framework.report.figures import FIGURES, plot_link
 from framework.results.record import Result
+from framework.results.speedup import Speedup
 from framework.results.store import load_results
-from framework.results.tables import REPORT, markdown_table, top_k_tables
+from framework.results.tables import (
+    REPORT,
+    configuration_text,
+    markdown_table,
+    model_speedups,
+    outcome,
+    shapes_of,
+    sort_key,
+    speedup_sentence,
+    top_k_tables,
+)
+from framework.results.verdict import verdict_markdown
 
 ENVIRONMENT = "environment.json"
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 DEFINITIONS = (
-    "Latency-all is one inference call on the host clock (GPU engines: pinned host input to host output, copies "
-    "included); latency-model is device time from CUDA events with inputs already on the GPU. Warm-up is excluded. "
-    "Accuracy is top-1/top-5 on the model's dataset; agreement is the cosine similarity of the outputs with "
-    "PyTorch fp32 on the same inputs. INVALID rows are kept but never win; `n/a` marks a figure that does not "
-    "apply or that the sample cannot support."
+    "The median (with its 99% confidence interval), items/s (batch size / median) and the speedup are device time "
+    "from CUDA events, inputs already on the GPU, for GPU engines, and the host clock for CPU engines; the host "
+    "clock of GPU engines (pinned host input to host output, copies included) is in summary.md. Warm-up is "
+    "excluded. Accuracy is top-1 on the model's dataset; agreement is top-1 agreement with PyTorch fp32 where the "
+    "model has a dataset, else the cosine similarity of the outputs with PyTorch fp32 on the same inputs. INVALID "
+    "rows are kept but never win; `n/a` marks a figure that does not apply or that the sample cannot support."
 )
 SEVEN_BIT = ("This CPU has no VNNI: its int8 graph for ONNX Runtime CPU quantizes weights to 7 bits, which avoids the "
              "saturation of ONNX Runtime's u8s8 kernels on such CPUs; int8 figures from a CPU with VNNI use 8.")  # fmt: skip
@@ -35,12 +49,12 @@ HOST_BOUND = ("Some GPU results are host-bound (the host takes as long to issue 
               "it): CUDA graphs remove that launch cost (`--option cuda_graph=true`).")  # fmt: skip
 
 
-def write_report(model_dir: Path, results: list[Result] | None = None) -> tuple[Path, Path]:
+def write_report(model_dir: Path, results: list[Result] | None = None, baseline: tuple[str, str] | None = None) -> tuple[Path, Path]:
     """Write report.md and report.html into ``model_dir`` (from ``results``, else those on disk); return both paths.
-    The plots are linked where their files exist: draw them first."""
+    The plots are linked where their files exist: draw them first. ``baseline``: as ``speedup.speedups``."""
     model_dir = Path(model_dir)
-    results = load_results(model_dir) if results is None else results
-    text = build_markdown(model_dir, results)
+    results = sorted(load_results(model_dir) if results is None else results, key=sort_key)
+    text = build_markdown(model_dir, results, model_speedups(model_dir, results, baseline))
     md_path, html_path = model_dir / REPORT_MD, model_dir / REPORT_HTML
     write_atomic(md_path, text)
     write_atomic(html_path, markdown_to_html(text, model_dir, title=f"deploybench: {model_dir.name}"))
@@ -61,7 +75,7 @@ def preamble(model_dir: Path, results: list[Result]) -> list[str]:
     env = read_environment(model_dir)
     gpus = ", ".join(f"{g['name']} (driver {g['driver']})" for g in env.get("gpus", [])) or "none"
     packages = ", ".join(f"{k} {v}" for k, v in sorted(env.get("packages", {}).items()) if v)
-    lines = [f"# deploybench report: {model_dir.name}", "",
+    lines = ["## Machine and definitions", "",
              f"CPU: {env.get('cpu_model', 'unknown')}; GPUs: {gpus}; Python {env.get('python', '?')}; {packages}.", ""]  # fmt: skip
     missing = {name: why for name, why in env.get("engines", {}).items() if why}
     if missing:
@@ -75,12 +89,16 @@ def preamble(model_dir: Path, results: list[Result]) -> list[str]:
     return lines
 
 
-def shape_section(model_dir: Path, shape: str, results: list[Result]) -> list[str]:
-    """One shape: a table per batch size (numeric order), then every figure of ``FIGURES`` that was drawn."""
-    lines = [f"## Shape {shape}", ""]
+def shape_section(model_dir: Path, shape: str, results: list[Result], speedup_of: dict[int, Speedup]) -> list[str]:
+    """One shape: a table per batch size (numeric order), the configurations ``--tune`` tried, then every
+    figure of ``FIGURES`` that was drawn."""
+    lines = [f"## Shape {shape}: every result", ""]
     for batch in sorted({int(r.experiment.batch_size) for r in results}):
-        rows = sorted((r for r in results if int(r.experiment.batch_size) == batch), key=lambda r: (r.experiment.engine, r.experiment.precision))
-        lines += [f"### Batch size {batch}", "", *markdown_table(rows, REPORT), ""]
+        rows = [r for r in results if int(r.experiment.batch_size) == batch]
+        lines += [f"### Batch size {batch}", "", *markdown_table(rows, REPORT, speedup_of), ""]
+    sentence = speedup_sentence(results, speedup_of)
+    lines += [sentence, ""] if sentence else []
+    lines += tuning_section(sorted(load_results(model_dir, tuning=True), key=sort_key), shape)
     for figure in FIGURES:
         link = plot_link(shape, figure)
         if (model_dir / link).is_file():
@@ -88,11 +106,43 @@ def shape_section(model_dir: Path, shape: str, results: list[Result]) -> list[st
     return lines
 
 
-def build_markdown(model_dir: Path, results: list[Result]) -> str:
+def tuning_section(tried: list[Result], shape: str) -> list[str]:
+    """The configurations ``--tune`` tried for this shape: options, median, compile/build time, valid or why not."""
+    rows = [r for r in tried if r.experiment.shape_tag == shape]
+    if not rows:
+        return []
+    lines = ["### Configurations tried by --tune", "",
+             "Short measurements (the median to about ±2% or 2 s); the fastest valid one of each engine, precision and "
+             "batch size was then measured fully. Compile and build times are not part of any latency.", "",
+             "| engine | precision | batch | configuration | median ms | compile s | build s | result |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        e, head = r.experiment, r.headline
+        figures = [
+            f"{head.median_ms:.4g}" if head else "n/a",
+            f"{r.compile_s:.1f}" if r.compile_s else "n/a",
+            f"{r.build_s:.2f}" if r.build_s else "n/a",
+        ]
+        lines.append(f"| {e.engine} | {e.precision} | {e.batch_size} | {configuration_text(r)} | {' | '.join(figures)} | {_tried_outcome(r)} |")
+    return lines + [""]
+
+
+def _tried_outcome(r: Result) -> str:
+    if r.validity == "valid":
+        return "valid"
+    return outcome(r).replace("tuning: ", "").replace("|", "/")
+
+
+def build_markdown(model_dir: Path, results: list[Result], speedup_of: dict[int, Speedup] | None = None) -> str:
     model_dir = Path(model_dir)
-    lines = preamble(model_dir, results)
-    for shape in sorted({r.experiment.shape_tag for r in results}):
-        lines += shape_section(model_dir, shape, [r for r in results if r.experiment.shape_tag == shape])
+    speedup_of = speedup_of or {}
+    verdict = verdict_markdown(results, speedup_of)
+    lines = [f"# deploybench report: {model_dir.name}", ""]
+    if verdict:
+        lines += ["## Verdict: each engine at its best", "", *verdict]
+    lines += preamble(model_dir, results)
+    for shape in shapes_of(results):
+        lines += shape_section(model_dir, shape, [r for r in results if r.experiment.shape_tag == shape], speedup_of)
     top_k = top_k_tables(results)
     if top_k:
         lines += [top_k.replace("## shape", "## Shape")]

@@ -132,7 +132,7 @@ def _accuracy(r: Result) -> str:
     return "n/a" if a is None else f"{a.top1:.1%} / {a.top5:.1%} (n={a.samples})"
 
 
-def _quality(r: Result) -> str:
+def quality_text(r: Result) -> str:
     """Accuracy on the dataset where there is one, and agreement with PyTorch fp32 (top-1, else cosine)."""
     parts = [f"top-1 {r.accuracy.top1:.1%}"] if r.accuracy and r.accuracy.top1 is not None else []
     agreement, cosine = _top1_agreement(r), _worst("cosine_similarity")(r)
@@ -143,7 +143,7 @@ def _quality(r: Result) -> str:
     return ", ".join(parts) or "n/a"
 
 
-def _peak_memory(r: Result) -> str:
+def peak_memory_text(r: Result) -> str:
     """Peak RSS with the engine's own share (above what the worker held before loading it) and, for GPU
     rows, the process's peak GPU memory with the CUDA context's share."""
     res = r.resources
@@ -241,7 +241,7 @@ COLUMNS: list[Column] = [
     Column("accuracy_top5", lambda r: r.accuracy.top5 if r.accuracy else None),
     Column("accuracy_samples", lambda r: r.accuracy.samples if r.accuracy else None),
     Column("accuracy", _accuracy, "top-1 / top-5 accuracy", views=frozenset({SUMMARY})),
-    Column("quality", _quality, "accuracy / agreement", views=frozenset({REPORT})),
+    Column("quality", quality_text, "accuracy / agreement", views=frozenset({REPORT})),
     Column("model_size_mb", lambda r: r.model_size_mb, "size MB", num(1), views=_views(*TEXT)),
     Column("parameters", lambda r: r.parameters),
     Column("onnx_nodes", _export("onnx_nodes")),
@@ -250,7 +250,7 @@ COLUMNS: list[Column] = [
     Column("build_s", lambda r: r.build_s, "build s", num(2), views=_views(SUMMARY)),
     Column("compile_s", lambda r: r.compile_s, "compile s", num(2), views=_views(SUMMARY)),
     Column("first_inference_ms", lambda r: r.first_inference_ms, "first inference ms", num(1), views=_views(SUMMARY)),
-    Column("peak_memory", _peak_memory, "peak memory MB", views=frozenset({REPORT})),
+    Column("peak_memory", peak_memory_text, "peak memory MB", views=frozenset({REPORT})),
     Column("result", outcome, "result", views=TEXT, figure=False),
     Column("notes", _notes, "notes", views=TEXT, contextual=True, figure=False),
 ]

@@ -9,6 +9,7 @@ are rebuilt from the files on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import uuid
@@ -28,12 +29,13 @@ from framework.results.store import REPEATS_DIR, is_complete, save_result
 from framework.results.tables import progress_text
 from framework.settings import SweepSettings
 from framework.shapes import shape_tag
-from framework.sweep import plan
+from framework.sweep import plan, tune
 from framework.sweep.isolation import run_and_save, run_in_child, start_fork_server
 from framework.sweep.job import Job, LoaderRef
 from framework.sweep.prepare import PreparedShape
 from framework.sweep.repeats import merge_repeats
 from framework.sweep.shape_task import ShapeTask, prepare, prepare_in_child
+from framework.sweep.tune import Tuned
 
 
 @dataclass
@@ -81,11 +83,24 @@ def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings
             for shapes in shapes_list:
                 results += _run_shape(model, shapes, engines, settings, model_dir, progress)
         finally:
-            write_model_tables(model_dir)
-    published = publish(model_dir, keep_outliers=settings.keep_outliers, tables=False)
+            write_model_tables(model_dir, settings.baseline)
+    published = publish(model_dir, keep_outliers=settings.keep_outliers, tables=False, baseline=settings.baseline)
     report(f"plots: {len(published.plots)} in {model_dir / 'plots'}")
     report(f"results: {model_dir / 'summary.md'}; report: {published.report_md} and {published.report_html}")
+    verdict = verdict_text(model_dir, settings.baseline)
+    if verdict:
+        report("\nVerdict, each engine at its best (median: device time for GPU engines, host clock for CPU engines):\n" + verdict)
     return results
+
+
+def verdict_text(model_dir: Path, baseline: tuple[str, str] | None) -> str:
+    """The report's verdict tables as plain text, from every result on disk (earlier runs' kept ones too)."""
+    from framework.results.store import load_results
+    from framework.results.tables import model_speedups
+    from framework.results.verdict import terminal_text
+
+    results = load_results(model_dir)
+    return terminal_text(results, model_speedups(model_dir, results, baseline))
 
 
 def _run_shape(model: RegisteredModel, shapes, engines: list[str], settings: SweepSettings, model_dir: Path, progress: Progress) -> list[Result]:
@@ -140,13 +155,14 @@ def _run_batch(prepared: PreparedShape, experiments: list[Experiment], settings:
 
 def _measure(prepared: PreparedShape, pending: list, data_file: Path, settings: SweepSettings, progress: Progress) -> list[Result]:
     measured: dict[Experiment, list[Result]] = {e: [] for e, _ in pending}
+    tuned = {e: _tune(e, prepared, data_file, settings, progress) for e, _ in pending} if settings.tune else {}
     for repeat in range(settings.repeats):
         shift = repeat % len(pending)
         for experiment, fingerprint in pending[shift:] + pending[:shift]:
             folder = experiment.folder(settings.output)
             target = folder if settings.repeats == 1 else folder / REPEATS_DIR / str(repeat)
-            job = make_job(experiment, prepared, settings, fingerprint, data_file, target)
-            result = run_in_child(job, settings.timeout_s) if settings.isolate else run_and_save(job)
+            job = make_job(experiment, prepared, settings, fingerprint, data_file, target, tuned.get(experiment))
+            result = _run_job(job, settings)
             measured[experiment].append(result)
             if settings.repeats > 1:
                 progress(experiment, f"process {repeat + 1}/{settings.repeats}: {progress_text(result)}", False)
@@ -160,14 +176,45 @@ def _measure(prepared: PreparedShape, pending: list, data_file: Path, settings: 
     return results
 
 
+def _run_job(job: Job, settings: SweepSettings) -> Result:
+    return run_in_child(job, settings.timeout_s) if settings.isolate else run_and_save(job)
+
+
+def _tune(experiment: Experiment, prepared: PreparedShape, data_file: Path, settings: SweepSettings, progress: Progress) -> Tuned:
+    """``--tune`` for one experiment: its engine's configurations (those the user fixed left out), each a short
+    job of its own, run and kept like any other (``sweep.tune``)."""
+    fixed = settings.fixed_options()
+    space = [c for c in engine_class(experiment.engine).tuning_space(prepared.config, experiment.precision, experiment.batch_size)
+             if not set(c) & fixed]  # fmt: skip
+    machine = environment.fingerprint_fields()
+
+    def trial(options: dict) -> SweepSettings:
+        return dataclasses.replace(settings, measure=tune.short_measure(settings.measure, options))
+
+    def fingerprint(options: dict) -> str:
+        return plan.fingerprint(experiment, trial(options), prepared.model_digest, prepared.data_digest, machine)
+
+    def run(options: dict, target: Path) -> Result:
+        return _run_job(make_job(experiment, prepared, trial(options), fingerprint(options), data_file, target), settings)
+
+    found = tune.tune(space, experiment.folder(settings.output), settings.tune_budget, run, fingerprint,
+                      lambda line: progress.report(f"{experiment.name}: {line}"))  # fmt: skip
+    return found
+
+
 def make_job(experiment: Experiment, prepared: PreparedShape, settings: SweepSettings, fingerprint: str, data_file: Path,
-             result_dir: Path) -> Job:  # fmt: skip
+             result_dir: Path, tuned: Tuned | None = None) -> Job:  # fmt: skip
+    """The job that measures ``experiment``; with ``tuned``, in the configuration ``--tune`` chose."""
     cls = engine_class(experiment.engine)
-    return Job(experiment=experiment, runtime=cls.runtime, device=cls.device, measure=settings.measure, config_path=prepared.config.path,
+    measure = settings.measure
+    if tuned is not None:
+        measure = dataclasses.replace(measure, engine_options={**measure.engine_options, **tuned.options})
+    return Job(experiment=experiment, runtime=cls.runtime, device=cls.device, measure=measure, config_path=prepared.config.path,
                loader=prepared.loader, graphs=dict(prepared.graphs), cache_dir=prepared.cache_dir, data_file=data_file,
                has_dataset=prepared.has_dataset, result_dir=result_dir, model_dir=settings.output / safe_component(experiment.model),
                fingerprint=fingerprint, run_id=uuid.uuid4().hex, isolated=settings.isolate, parameters=prepared.parameters,
-               load_s=prepared.load_s, export=prepared.export, machine=environment.fingerprint_fields())  # fmt: skip
+               load_s=prepared.load_s, export=prepared.export, machine=environment.fingerprint_fields(),
+               tuning=tuned.summary() if tuned is not None else None)  # fmt: skip
 
 
 def _silent(_: str) -> None:

@@ -1,0 +1,144 @@
+"""--tune picks the fastest valid configuration, keeps every one it tried, respects its budget, resumes;
+the verdict names each engine at its best against the eager baseline."""
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+
+from framework.engines import ENGINES
+from framework.engines.pytorch_cpu import PyTorchCPUEngine
+from framework.errors import DeployBenchError
+from framework.results.record import Experiment, LatencyStats, Result, Samples
+from framework.results.speedup import parse_baseline, speedup
+from framework.results.store import load_results
+from framework.settings import MeasureSettings, SweepSettings
+from framework.sweep.runner import run_model
+from framework.sweep.tune import label
+
+LOADS: list[dict] = []
+
+
+class SpeedDialEngine(PyTorchCPUEngine):
+    """PyTorch on the CPU plus a wait of ``delay_ms`` per call: its options set its speed. ``corrupt`` answers
+    fast and wrong (must lose: invalid), ``crash`` fails to load (must be recorded, not fatal)."""
+
+    name = "speed-dial"
+    options = {**PyTorchCPUEngine.options, "delay_ms": 3.0, "corrupt": False, "crash": False}
+
+    @classmethod
+    def tuning_space(cls, config, precision, batch_size):
+        return [{}, {"delay_ms": 1.5}, {"delay_ms": 0.2, "corrupt": True}, {"crash": True}, {"delay_ms": 0.8}, {"delay_ms": 2.0}]
+
+    def _load(self):
+        LOADS.append(self.configuration(self.settings))
+        if self.settings["crash"]:
+            raise RuntimeError("this configuration does not load")
+        super()._load()
+
+    def _wait(self):
+        end = time.perf_counter() + self.settings["delay_ms"] / 1e3
+        while time.perf_counter() < end:  # a busy wait: sleep() overshoots by more than the differences tested
+            pass
+
+    def _infer(self, inputs):
+        self._wait()
+        outputs = super()._infer(inputs)
+        return {k: -v for k, v in outputs.items()} if self.settings["corrupt"] else outputs
+
+    def _make_step(self, inputs):
+        step = super()._make_step(inputs)
+        return lambda: (self._wait(), step())
+
+
+def _settings(tmp_path, **more) -> SweepSettings:
+    # pytorch-cpu fixed (one thread, no compile): the tests are about the tuner, not about PyTorch on a busy 2-core machine
+    fixed = {"compile": "", "channels_last": False, "threads": 1}
+    measure = MeasureSettings(iterations=15, warmup=1, min_duration=0, sample_interval_s=0, engine_options=fixed)
+    return SweepSettings(**{"engines": ("speed-dial", "pytorch-cpu"), "measure": measure, "output": tmp_path, "isolate": False, "tune": True, **more})
+
+
+@pytest.fixture
+def speed_dial(monkeypatch):
+    monkeypatch.setitem(ENGINES, "speed-dial", f"{__name__}:SpeedDialEngine")  # in this process only: --in-process
+    LOADS.clear()
+
+
+def _run(registry, settings, lines=None):
+    return run_model(registry.get("tiny_cnn"), [None], settings, report=(lines.append if lines is not None else lambda _: None))
+
+
+def test_the_tuner_measures_the_fastest_valid_configuration_and_keeps_every_one_it_tried(fixture_registry, tmp_path, speed_dial):
+    lines = []
+    results = {r.experiment.engine: r for r in _run(fixture_registry, _settings(tmp_path), lines)}
+    tuned = results["speed-dial"]
+    assert tuned.status == "ok" and tuned.validity == "valid"
+    assert tuned.configuration == {"delay_ms": 0.8, "threads": 1}  # not the corrupt 0.2 ms one, not a slower valid one
+    assert 0.8 <= tuned.headline.median_ms < 1.5
+    assert tuned.tuning["chosen"] == "delay_ms=0.8" and tuned.tuning["valid"] == 4 and tuned.tuning["not_tried"] == ()
+    tried = {label({k: v for k, v in r.configuration.items() if k != "threads"}): r
+             for r in load_results(tmp_path / "tiny_cnn", tuning=True) if r.experiment.engine == "speed-dial"}  # fmt: skip
+    assert set(tried) == {"default", "delay_ms=1.5", "corrupt=true,delay_ms=0.2", "crash=true", "delay_ms=0.8", "delay_ms=2.0"}
+    assert all(r.status == "tuning" for r in tried.values())
+    assert tried["corrupt=true,delay_ms=0.2"].validity == "invalid"
+    assert tried["crash=true"].reason.startswith("failed:") and "does not load" in tried["crash=true"].reason
+    assert tried["default"].headline.median_ms > tried["delay_ms=1.5"].headline.median_ms > tried["delay_ms=0.8"].headline.median_ms
+    # The verdict: speed-dial at its best against pytorch-cpu fp32 with default options, which it is slower than.
+    verdict = "\n".join(lines[lines.index(next(line for line in lines if line.startswith("\nVerdict"))) :])
+    assert "delay_ms=0.8" in verdict and "-> batch 1: pytorch-cpu fp32" in verdict
+    assert [line for line in lines if "tuning 4/6 crash=true: failed:" in line]
+
+
+def test_a_spent_budget_tries_only_the_defaults_and_says_what_it_left_out(fixture_registry, tmp_path, speed_dial):
+    results = {r.experiment.engine: r for r in _run(fixture_registry, _settings(tmp_path, tune_budget=0))}
+    tuned = results["speed-dial"]
+    assert tuned.configuration == {"threads": 1} and tuned.tuning["tried"] == ("default",)
+    assert tuned.tuning["not_tried"] == ("delay_ms=1.5", "corrupt=true,delay_ms=0.2", "crash=true", "delay_ms=0.8", "delay_ms=2.0")
+
+
+def test_options_the_user_fixed_are_not_tuned(fixture_registry, tmp_path, speed_dial):
+    settings = _settings(tmp_path, engines=("speed-dial",))
+    options = {**settings.measure.engine_options, "delay_ms": 2.0}
+    settings = dataclasses.replace(settings, measure=dataclasses.replace(settings.measure, engine_options=options))
+    tuned = _run(fixture_registry, settings)[0]
+    assert tuned.tuning["tried"] == ("default", "crash=true") and tuned.configuration == {"delay_ms": 2.0, "threads": 1}
+
+
+def test_a_rerun_keeps_the_configurations_it_tried(fixture_registry, tmp_path, speed_dial):
+    settings = _settings(tmp_path, engines=("speed-dial",))
+    _run(fixture_registry, settings)
+    assert len(LOADS) == 7  # six tried, one full measurement
+    folder = load_results(tmp_path / "tiny_cnn")[0].experiment.folder(tmp_path)
+    (folder / "summary.json").unlink()  # the full measurement is lost, the tried configurations are not
+    LOADS.clear()
+    again = _run(fixture_registry, settings)[0]
+    assert LOADS == [{"delay_ms": 0.8, "threads": 1}] and again.configuration == {"delay_ms": 0.8, "threads": 1}
+
+
+def _result(samples_ms, engine="pytorch-cpu", configuration=None, status="ok") -> Result:
+    ns = tuple(int(x * 1e6) for x in samples_ms)
+    median = float(np.median(samples_ms))
+    stats = LatencyStats(n=len(ns), mean_ms=median, std_ms=0.0, cv=0.0, min_ms=min(samples_ms), median_ms=median, median_ci99_low_ms=None,
+                         median_ci99_high_ms=None, iqr_ms=0.0, mad_ms=0.0, tukey_outliers=0, p90_ms=None, p95_ms=None, p99_ms=None,
+                         max_ms=max(samples_ms), throughput_items_per_s=1.0, timed_region_s=1.0)  # fmt: skip
+    return Result(Experiment("m", "4x4", ((4, 4),), engine, "fp32", 1), "pytorch", "cpu", status=status, validity="valid", latency=stats,
+                  samples=Samples(ns, None), configuration=configuration or {})  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_speedup_is_the_ratio_of_medians_inside_its_interval(seed):
+    rng = np.random.default_rng(seed)
+    base = _result(10 + rng.gamma(2, 0.3, 400))
+    fast = _result(4 + rng.gamma(2, 0.2, 300), engine="onnxruntime-cpu")
+    s = speedup(fast, base)
+    assert s.ratio == pytest.approx(np.median(base.headline_samples_ms()) / np.median(fast.headline_samples_ms()))
+    assert s.ci_low <= s.ratio <= s.ci_high and s.ci_low > 2.0 and s.ci_high < 3.0
+    assert speedup(base, base).ratio == 1.0 and speedup(base, base).ci_low == speedup(base, base).ci_high == 1.0
+
+
+def test_a_baseline_is_named_engine_colon_precision():
+    assert parse_baseline("onnxruntime-cpu:int8") == ("onnxruntime-cpu", "int8") and parse_baseline(None) is None
+    for bad in ("pytorch-cuda", "pytorch-gpu:fp32", "pytorch-cuda:fp64"):
+        with pytest.raises(DeployBenchError, match="--baseline .*ENGINE:PRECISION"):
+            parse_baseline(bad)
