@@ -12,8 +12,7 @@ mode="${1:-cpu}"; budget="${2:-580}"
 out="${OUT:-/tmp/out}"; mkdir -p "$out"
 log="$out/busy_machine_$mode.log"
 here="$PWD"; started=$(date +%s)
-[[ -e .device-wheels/onnxconverter_common-1.16.0-py2.py3-none-any.whl ]] &&
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .device-wheels/onnxconverter_common-*.whl
+source benchmarks/device_install.sh
 if [[ "$mode" == cpu ]]; then
   args=(--engines pytorch-cpu,onnxruntime-cpu --precisions fp32,int8 --batch-sizes 1,32,256)
 else

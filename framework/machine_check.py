@@ -208,7 +208,7 @@ def other_cpu_warning(cores: float, used: list[tuple[float, int, str]]) -> str |
     """The result's warning when other processes used more than half a core during its timed loop; else None."""
     if cores <= WARN_CORES:
         return None
-    named = describe_processes(used) or "exited before they could be named"
+    named = describe_processes([u for u in used if u[0] >= 0.01]) or "exited before they could be named"  # 1% of a core and up
     return f"other processes used {100 * cores:.0f}% of a core during the timed loop: {named}"
 
 

@@ -3,6 +3,8 @@
 import csv
 import json
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +113,35 @@ def test_new_dataset_labels_make_earlier_results_stale(tmp_path):
     np.savez_compressed(plugins / "digits_copy" / "data.npz", **data)
     assert main(args) == 0
     assert before > 0.95 and json.loads(summary.read_text())["accuracy"]["top1"] < 0.05
+
+
+def _start_grandchild_and_hang(pid_file: str) -> None:
+    """A child that starts a process of its own (as torch.compile starts compile workers) and then hangs."""
+    import subprocess
+    import time
+
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    Path(pid_file).write_text(str(worker.pid))
+    time.sleep(300)
+
+
+def test_a_timed_out_child_takes_the_processes_it_started_with_it(tmp_path):
+    from framework.sweep.isolation import run_child
+
+    pid_file = tmp_path / "worker.pid"
+    started = time.monotonic()
+    assert run_child(_start_grandchild_and_hang, (str(pid_file),), 8.0, "experiment") is None  # timed out, killed
+    assert time.monotonic() - started < 60
+    worker = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.1)
+    assert not _alive(worker), "the child's own process outlived it"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"  # a zombie waits for init to reap it: it is dead
+    except FileNotFoundError:
+        return False

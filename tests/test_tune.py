@@ -142,3 +142,19 @@ def test_a_baseline_is_named_engine_colon_precision():
     for bad in ("pytorch-cuda", "pytorch-gpu:fp32", "pytorch-cuda:fp64"):
         with pytest.raises(DeployBenchError, match="--baseline .*ENGINE:PRECISION"):
             parse_baseline(bad)
+
+
+def test_a_configuration_expected_to_outlast_the_budget_is_not_started(tmp_path):
+    from framework.sweep.tune import tune
+
+    started, lines = [], []
+
+    def run(options, target, timeout_s):
+        started.append((label(options), timeout_s))
+        return _result([1.0 + options.get("x", 0)] * 20, configuration=options)
+
+    found = tune([{}, {"compile": "slow"}, {"x": 1}], tmp_path, 100.0, run, label, lines.append,
+                 expected_s=lambda o: 300.0 if o.get("compile") == "slow" else 0.0)  # fmt: skip
+    assert [name for name, _ in started] == ["default", "x=1"] and started[0][1] is None and 30 <= started[1][1] <= 100
+    assert found.not_tried == ("compile=slow",) and "not tried, 100 s of --tune-budget left (it takes about 300 s)" in lines[1]
+    assert found.options == {} and found.summary()["tried"] == ["default", "x=1"]

@@ -156,6 +156,12 @@ class Engine(ABC):
         return [{}]
 
     @classmethod
+    def expected_tuning_s(cls, options: dict) -> float:
+        """Roughly how long trying ``options`` takes (compiling, building): ``--tune`` skips a configuration
+        whose expectation exceeds what is left of its budget, rather than kill it half-way."""
+        return 0.0
+
+    @classmethod
     def graph_for(cls, precision: str) -> str:
         return cls.graphs.get(precision, precision)
 

@@ -42,6 +42,10 @@ class PyTorchCUDAEngine(Engine):
             space += [{"channels_last": False}, {"channels_last": False, "cuda_graph": True}]
         return space + [{"compile": "max-autotune-no-cudagraphs", "cuda_graph": True}]
 
+    @classmethod
+    def expected_tuning_s(cls, options: dict) -> float:
+        return 300.0 if str(options.get("compile", "")).startswith("max-autotune") else 0.0  # autotuning every kernel
+
     def _load(self) -> None:
         import torch
 

@@ -181,6 +181,7 @@ class Resources(Record):
     peak_temperature_c: float | None = None
     peak_power_w: float | None = None
     throttle_reasons: tuple[str, ...] = ()
+    other_cpu_pct: float | None = None  # CPU time other processes used during the timed loops, % of one core
     other_gpu_processes: dict = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 

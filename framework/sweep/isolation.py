@@ -77,14 +77,21 @@ def run_child(target, args: tuple, timeout_s: float, role: str) -> int | None:
     try:
         child.join(timeout_s)
     except BaseException:  # Ctrl-C or SIGTERM in the parent: never leave a child measuring
-        child.kill()
-        child.join()
+        _kill_group(child)
         raise
+    timed_out = child.is_alive()
+    _kill_group(child)  # what the child started and left behind (compile workers) goes too
+    return None if timed_out else child.exitcode
+
+
+def _kill_group(child) -> None:
+    """Kill the child's process group (it leads one: ``_guarded``) and the child, and reap it. A group id is
+    not handed out again while a process of that group lives, so this never reaches another group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
     if child.is_alive():
         child.kill()
-        child.join()
-        return None
-    return child.exitcode
+    child.join()
 
 
 def _guarded(parent_pid: int, environ: dict, target, args: tuple) -> None:
@@ -92,6 +99,7 @@ def _guarded(parent_pid: int, environ: dict, target, args: tuple) -> None:
     requested can be served seconds after it was killed)."""
     _die_with_parent()
     _die_with_sweep(parent_pid)
+    os.setpgid(0, 0)  # a group of its own: a timeout or Ctrl-C kills what it started too (``_kill_group``)
     os.environ.clear()
     os.environ.update(environ)
     if target is _child_entry:  # an experiment: --pin puts it on its CPUs before it runs (its threads follow)

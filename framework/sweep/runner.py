@@ -176,15 +176,15 @@ def _measure(prepared: PreparedShape, pending: list, data_file: Path, settings: 
     return results
 
 
-def _run_job(job: Job, settings: SweepSettings) -> Result:
-    return run_in_child(job, settings.timeout_s) if settings.isolate else run_and_save(job)
+def _run_job(job: Job, settings: SweepSettings, timeout_s: float | None = None) -> Result:
+    return run_in_child(job, timeout_s or settings.timeout_s) if settings.isolate else run_and_save(job)
 
 
 def _tune(experiment: Experiment, prepared: PreparedShape, data_file: Path, settings: SweepSettings, progress: Progress) -> Tuned:
     """``--tune`` for one experiment: its engine's configurations (those the user fixed left out), each a short
     job of its own, run and kept like any other (``sweep.tune``)."""
-    fixed = settings.fixed_options()
-    space = [c for c in engine_class(experiment.engine).tuning_space(prepared.config, experiment.precision, experiment.batch_size)
+    fixed, cls = settings.fixed_options(), engine_class(experiment.engine)
+    space = [c for c in cls.tuning_space(prepared.config, experiment.precision, experiment.batch_size)
              if not set(c) & fixed]  # fmt: skip
     machine = environment.fingerprint_fields()
 
@@ -194,11 +194,12 @@ def _tune(experiment: Experiment, prepared: PreparedShape, data_file: Path, sett
     def fingerprint(options: dict) -> str:
         return plan.fingerprint(experiment, trial(options), prepared.model_digest, prepared.data_digest, machine)
 
-    def run(options: dict, target: Path) -> Result:
-        return _run_job(make_job(experiment, prepared, trial(options), fingerprint(options), data_file, target), settings)
+    def run(options: dict, target: Path, timeout_s: float | None) -> Result:
+        job = make_job(experiment, prepared, trial(options), fingerprint(options), data_file, target)
+        return _run_job(job, settings, min(settings.timeout_s, timeout_s or math.inf))
 
     found = tune.tune(space, experiment.folder(settings.output), settings.tune_budget, run, fingerprint,
-                      lambda line: progress.report(f"{experiment.name}: {line}"))  # fmt: skip
+                      lambda line: progress.report(f"{experiment.name}: {line}"), cls.expected_tuning_s)  # fmt: skip
     return found
 
 

@@ -26,6 +26,8 @@ from framework.settings import MeasureSettings
 
 # A configuration's short measurement: the median to +-2% or 2 s, whichever comes first (at least 5 samples).
 SHORT = {"target_ci": 0.02, "min_iterations": 5, "min_duration": 0.2, "max_duration": 2.0}
+SHORT_WARMUP = 3  # at most this many warm-up iterations (the adaptive warm-up still waits for the trend to end)
+LAST_TRIAL_S = 30.0  # a configuration started near the end of the budget may still take this long
 
 
 def label(configuration: dict) -> str:
@@ -38,7 +40,7 @@ def label(configuration: dict) -> str:
 def short_measure(measure: MeasureSettings, options: dict) -> MeasureSettings:
     """``measure`` with a configuration's options and the short run length (fixed --iterations are kept).
     Accuracy is checked as in the full run: a configuration that changes the outputs must not win."""
-    run_length = {} if measure.iterations is not None else SHORT
+    run_length = {} if measure.iterations is not None else {**SHORT, "warmup": min(measure.warmup, SHORT_WARMUP)}
     return dataclasses.replace(measure, engine_options={**measure.engine_options, **options}, **run_length)
 
 
@@ -72,23 +74,29 @@ def as_tuning(result: Result) -> Result:
     return result.ended("tuning", f"{result.status}: {result.reason}", validity=None)
 
 
-def tune(space: list[dict], folder: Path, budget_s: float, run: Callable[[dict, Path], Result],
-         fingerprint: Callable[[dict], str], report: Callable[[str], None]) -> Tuned:  # fmt: skip
-    """Try ``space`` in order within ``budget_s``: ``run(options, result_dir)`` measures one configuration
-    (short), ``fingerprint(options)`` names its settings for resume. Returns the fastest valid one ({} when
-    none was valid: the defaults)."""
+def tune(space: list[dict], folder: Path, budget_s: float, run: Callable[[dict, Path, float | None], Result],
+         fingerprint: Callable[[dict], str], report: Callable[[str], None],
+         expected_s: Callable[[dict], float] = lambda _: 0.0) -> Tuned:  # fmt: skip
+    """Try ``space`` in order within ``budget_s``: ``run(options, result_dir, timeout_s)`` measures one
+    configuration (short; ``timeout_s`` None for the defaults, which always run in full, else what is left of
+    the budget, at least ``LAST_TRIAL_S``: a compile that would overrun it is stopped and recorded as failed),
+    ``fingerprint(options)`` names its settings for resume; one whose ``expected_s`` exceeds what is left is
+    not started. Returns the fastest valid one ({} when none was valid: the defaults)."""
     started, tried, tried_labels, not_tried = time.monotonic(), [], [], []
     for index, options in enumerate(space):
         name = label(options)
         target = folder / TUNING_DIR / safe_component(name)
-        if index and time.monotonic() - started >= budget_s:
+        left = budget_s - (time.monotonic() - started)
+        if index and (left <= 0 or expected_s(options) > left):
             not_tried.append(name)
+            report(f"tuning {index + 1}/{len(space)} {name}: not tried, {max(left, 0):.0f} s of --tune-budget left"
+                   + (f" (it takes about {expected_s(options):.0f} s)" if expected_s(options) else ""))  # fmt: skip
             continue
         kept = is_complete(target, fingerprint(options))
         if kept is None:
             previous = read_result(target)
             kept = previous if previous is not None and previous.fingerprint == fingerprint(options) and previous.status == "tuning" else None
-        result = kept or as_tuning(run(options, target))
+        result = kept or as_tuning(run(options, target, None if index == 0 else max(left, LAST_TRIAL_S)))
         if kept is None:
             save_result(target, result)
         tried.append(result)
