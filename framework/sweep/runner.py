@@ -188,8 +188,8 @@ def _tune(experiment: Experiment, prepared: PreparedShape, data_file: Path, sett
              if not set(c) & fixed]  # fmt: skip
     machine = environment.fingerprint_fields()
 
-    def trial(options: dict) -> SweepSettings:
-        return dataclasses.replace(settings, measure=tune.short_measure(settings.measure, options))
+    def trial(options: dict) -> SweepSettings:  # a tried configuration's figures do not depend on the budget
+        return dataclasses.replace(settings, tune=False, measure=tune.short_measure(settings.measure, options))
 
     def fingerprint(options: dict) -> str:
         return plan.fingerprint(experiment, trial(options), prepared.model_digest, prepared.data_digest, machine)
