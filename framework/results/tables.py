@@ -316,7 +316,7 @@ def speedup_sentence(results: list[Result], speedup_of: Mapping[int, Speedup]) -
     bases = sorted({speedup_of[id(r)].baseline for r in results if id(r) in speedup_of})
     if not bases:
         return None
-    return (f"Speedup: the median of {' / '.join(bases)} (default options, same batch size) over the row's median; "
+    return (f"Speedup: the median of {' / '.join(bases)} (same batch size) over the row's median; "
             "above 1 is faster; in brackets its 99% bootstrap interval.")  # fmt: skip
 
 

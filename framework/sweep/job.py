@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from framework.config import ModelConfig, load_config
+from framework.errors import DeployBenchError
 from framework.files import write_atomic
 from framework.results.record import Experiment, ExportInfo, Result
 from framework.settings import MeasureSettings
@@ -147,15 +148,23 @@ class ShapeData:
 
 
 @functools.lru_cache(maxsize=4)
-def _module(loader: LoaderRef, config_path: Path, shapes: tuple, edited: tuple) -> object:
-    """The PyTorch module, loaded once per process (``--in-process`` runs many jobs in one)."""
-    return loader.load_class()(load_config(config_path), [tuple(s) for s in shapes]).load_pytorch_module().eval()
+def _module(loader: LoaderRef, config_path: Path, shapes: tuple, edited: tuple, attention: str = "") -> object:
+    """The PyTorch module, loaded once per process (``--in-process`` runs many jobs in one); ``attention``: one
+    of the loader's ``attention_implementations`` ("" its default)."""
+    plugin = loader.load_class()(load_config(config_path), [tuple(s) for s in shapes])
+    if attention:
+        offered = type(plugin).attention_implementations
+        if attention not in offered:
+            raise DeployBenchError(f"--option attention={attention}: model {plugin.name!r} offers "
+                                   f"{', '.join(offered) if offered else 'no choice of attention implementation'}")  # fmt: skip
+        plugin.attention = attention
+    return plugin.load_pytorch_module().eval()
 
 
 def module_factory(job: Job):
     # Keyed by when the plugin and config files last changed too: an edited model is loaded anew.
     edited = tuple(os.stat(path).st_mtime_ns for path in (job.loader.file, job.config_path) if os.path.exists(path))
-    return lambda: _module(job.loader, job.config_path, job.experiment.example_shapes, edited)
+    return lambda attention="": _module(job.loader, job.config_path, job.experiment.example_shapes, edited, attention)
 
 
 def load_dataset(job: Job, config: ModelConfig):

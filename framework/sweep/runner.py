@@ -184,8 +184,9 @@ def _tune(experiment: Experiment, prepared: PreparedShape, data_file: Path, sett
     """``--tune`` for one experiment: its engine's configurations (those the user fixed left out), each a short
     job of its own, run and kept like any other (``sweep.tune``)."""
     fixed, cls = settings.fixed_options(), engine_class(experiment.engine)
-    space = [c for c in cls.tuning_space(prepared.config, experiment.precision, experiment.batch_size)
-             if not set(c) & fixed]  # fmt: skip
+    space = with_attention(cls.tuning_space(prepared.config, experiment.precision, experiment.batch_size),
+                           prepared.loader.load_class().attention_implementations if "attention" in cls.options else ())  # fmt: skip
+    space = [c for c in space if not set(c) & fixed]
     machine = environment.fingerprint_fields()
 
     def trial(options: dict) -> SweepSettings:  # a tried configuration's figures do not depend on the budget
@@ -201,6 +202,13 @@ def _tune(experiment: Experiment, prepared: PreparedShape, data_file: Path, sett
     found = tune.tune(space, experiment.folder(settings.output), settings.tune_budget, run, fingerprint,
                       lambda line: progress.report(f"{experiment.name}: {line}"), cls.expected_tuning_s)  # fmt: skip
     return found
+
+
+def with_attention(space: list[dict], implementations: tuple[str, ...]) -> list[dict]:
+    """The model's other attention implementations (``ModelLoader.attention_implementations``, the default
+    first), each with the space's three most promising configurations, tried right after those."""
+    others = [{**c, "attention": a} for a in implementations[1:] for c in space[:3]]
+    return space[:3] + others + space[3:]
 
 
 def make_job(experiment: Experiment, prepared: PreparedShape, settings: SweepSettings, fingerprint: str, data_file: Path,

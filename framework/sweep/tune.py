@@ -67,11 +67,12 @@ def fastest_valid(tried: list[Result]) -> Result | None:
     return min(usable, key=lambda r: r.headline.median_ms) if usable else None
 
 
-def as_tuning(result: Result) -> Result:
-    """A tried configuration's result as kept: status ``tuning``; a failure's status stays in its reason."""
+def as_tuning(result: Result, name: str) -> Result:
+    """A tried configuration's result as kept: status ``tuning``, its label in ``tuning``; a failure's status
+    stays in its reason."""
     if result.status == "ok":
-        return result.ended("tuning", result.reason)
-    return result.ended("tuning", f"{result.status}: {result.reason}", validity=None)
+        return result.ended("tuning", result.reason, tuning={"label": name})
+    return result.ended("tuning", f"{result.status}: {result.reason}", validity=None, tuning={"label": name})
 
 
 def tune(space: list[dict], folder: Path, budget_s: float, run: Callable[[dict, Path, float | None], Result],
@@ -96,7 +97,7 @@ def tune(space: list[dict], folder: Path, budget_s: float, run: Callable[[dict, 
         if kept is None:
             previous = read_result(target)
             kept = previous if previous is not None and previous.fingerprint == fingerprint(options) and previous.status == "tuning" else None
-        result = kept or as_tuning(run(options, target, None if index == 0 else max(left, LAST_TRIAL_S)))
+        result = kept or as_tuning(run(options, target, None if index == 0 else max(left, LAST_TRIAL_S)), name)
         if kept is None:
             save_result(target, result)
         tried.append(result)

@@ -56,11 +56,13 @@ class SentenceEmbedder(torch.nn.Module):
 @register_model
 class MiniLM(ModelLoader):
     name = "minilm"
+    attention_implementations = ("eager", "sdpa")  # eager by default: the ONNX export traces it
 
     def load_pytorch_module(self) -> torch.nn.Module:
         from transformers import AutoModel
 
-        bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True, attn_implementation="eager")
+        attention = self.attention or self.attention_implementations[0]
+        bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True, attn_implementation=attention)
         return SentenceEmbedder(bert).eval()
 
     def tokenize(self, sentences: list[str], length: int) -> list[np.ndarray]:
