@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -333,7 +334,7 @@ def test_the_speedup_baseline_may_be_a_tried_configuration_or_one_the_user_names
 
     fast = make_result("onnxruntime-cpu", "fp32", 1, median_ms=1.0, seed=1)
     model_dir = save_all(tmp_path, [fast, make_result("onnxruntime-cpu", "int8", 1, median_ms=0.5, seed=2)])
-    tried = _with_status(make_result("pytorch-cpu", "fp32", 1, median_ms=3.0), "tuning")  # --tune's default-options row
+    tried = dataclasses.replace(_with_status(make_result("pytorch-cpu", "fp32", 1, median_ms=3.0), "tuning"), tuning={"label": "default"})
     save_result(tried.experiment.folder(tmp_path) / "tuning" / "default", tried)
     assert "speedup.jpg" in {p.name for p in publish(model_dir).plots}
     ax = next(f.axes[0] for f in drawn if "speedup over" in f.axes[0].get_xlabel())

@@ -119,8 +119,9 @@ def test_summary_files_keep_full_warnings_and_list_footnotes_under_each_table(tm
 def save_baseline_case(tmp_path: Path) -> Path:
     """PyTorch fp32 tuned to {"compile": "default"} (1 ms, the full result), its eager configuration kept by
     --tune (2 ms, status tuning), ONNX Runtime 0.5 ms: eager is the default baseline, found among the tried ones."""
-    tuned = dataclasses.replace(make_result("pytorch-cpu", "fp32", 4, median_ms=1.0), configuration={"compile": "default"})
-    eager = dataclasses.replace(make_result("pytorch-cpu", "fp32", 4, median_ms=2.0, seed=1), status="tuning")
+    tuned = dataclasses.replace(make_result("pytorch-cpu", "fp32", 4, median_ms=1.0), configuration={"compile": "default"},
+                                tuning={"chosen": "compile=default", "tried": ["default", "compile=default"]})  # fmt: skip
+    eager = dataclasses.replace(make_result("pytorch-cpu", "fp32", 4, median_ms=2.0, seed=1), status="tuning", tuning={"label": "default"})
     model_dir = save_all(tmp_path, [tuned, make_result("onnxruntime-cpu", "fp32", 4, median_ms=0.5, seed=2)])
     save_result(tuned.experiment.folder(tmp_path) / TUNING_DIR / "default", eager)
     return model_dir
@@ -133,7 +134,7 @@ def test_speedup_against_the_eager_baseline_in_the_csv_and_the_tables(tmp_path):
     assert {name: float(rows[name]["speedup"]) for name in rows} == pytest.approx({"onnxruntime-cpu": 4.0, "pytorch-cpu": 2.0}, rel=0.02)
     for row in rows.values():
         assert float(row["speedup_ci99_low"]) < float(row["speedup"]) < float(row["speedup_ci99_high"]) < 1.02 * float(row["speedup"])
-        assert row["baseline"] == "pytorch-cpu fp32"
+        assert row["baseline"] == "pytorch-cpu fp32 (default options)"
     assert rows["pytorch-cpu"]["configuration"] == "compile=default" and rows["onnxruntime-cpu"]["configuration"] == "default"
     text = (model_dir / "summary.md").read_text()
     assert "| 4.0" in text and "x [" in text and "Speedup: the median of pytorch-cpu fp32" in text
@@ -147,7 +148,7 @@ def test_a_named_baseline_replaces_the_default(tmp_path):
     rows = {row["engine"]: row for row in read_csv(model_dir / "summary.csv")}
     ratios = {name: float(row["speedup"]) for name, row in rows.items()}
     assert ratios == pytest.approx({"pytorch-cpu": 0.5, "onnxruntime-cpu": 1.0}, rel=0.02)
-    assert {row["baseline"] for row in rows.values()} == {"onnxruntime-cpu fp32"}
+    assert {row["baseline"] for row in rows.values()} == {"onnxruntime-cpu fp32 (default options)"}
     write_model_tables(model_dir, baseline=("onnxruntime-cpu", "fp16"))  # not measured: no speedup, no error
     assert {(row["speedup"], row["baseline"]) for row in read_csv(model_dir / "summary.csv")} == {("", "")}
 
