@@ -188,3 +188,14 @@ def test_minilm_runs_with_sdpa_attention_and_agrees_with_its_eager_reference(tmp
     result = load_results(tmp_path / "minilm")[0]
     assert result.is_valid and result.engine_settings["attention"] == "sdpa" and result.configuration == {"attention": "sdpa"}
     assert result.dataset_agreement.worst.cosine_similarity > 0.9999  # the reference is eager attention's output
+
+
+def test_the_winner_after_a_skipped_configuration_is_the_one_measured(tmp_path):
+    from framework.sweep.tune import tune
+
+    def run(options, target, timeout_s):
+        return _result([5.0 - options.get("x", 0)] * 20, configuration=options)
+
+    space = [{}, {"compile": "slow"}, {"x": 1}, {"x": 2}]
+    found = tune(space, tmp_path, 100.0, run, label, lambda _: None, expected_s=lambda o: 300.0 if "compile" in o else 0.0)
+    assert found.options == {"x": 2} and found.summary()["tried"] == ["default", "x=1", "x=2"]

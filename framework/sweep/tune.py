@@ -21,7 +21,7 @@ from pathlib import Path
 
 from framework.files import safe_component
 from framework.results.record import Result
-from framework.results.store import TUNING_DIR, is_complete, read_result, save_result
+from framework.results.store import TUNING_DIR, read_result, save_result
 from framework.settings import MeasureSettings
 
 # A configuration's short measurement: the median to +-2% or 2 s, whichever comes first (at least 5 samples).
@@ -83,7 +83,7 @@ def tune(space: list[dict], folder: Path, budget_s: float, run: Callable[[dict, 
     the budget, at least ``LAST_TRIAL_S``: a compile that would overrun it is stopped and recorded as failed),
     ``fingerprint(options)`` names its settings for resume; one whose ``expected_s`` exceeds what is left is
     not started. Returns the fastest valid one ({} when none was valid: the defaults)."""
-    started, tried, tried_labels, not_tried = time.monotonic(), [], [], []
+    started, tried, tried_options, not_tried = time.monotonic(), [], [], []
     for index, options in enumerate(space):
         name = label(options)
         target = folder / TUNING_DIR / safe_component(name)
@@ -93,19 +93,23 @@ def tune(space: list[dict], folder: Path, budget_s: float, run: Callable[[dict, 
             report(f"tuning {index + 1}/{len(space)} {name}: not tried, {max(left, 0):.0f} s of --tune-budget left"
                    + (f" (it takes about {expected_s(options):.0f} s)" if expected_s(options) else ""))  # fmt: skip
             continue
-        kept = is_complete(target, fingerprint(options))
-        if kept is None:
-            previous = read_result(target)
-            kept = previous if previous is not None and previous.fingerprint == fingerprint(options) and previous.status == "tuning" else None
-        result = kept or as_tuning(run(options, target, None if index == 0 else max(left, LAST_TRIAL_S)), name)
-        if kept is None:
+        result = _kept(target, fingerprint(options))
+        if result is None:
+            result = as_tuning(run(options, target, None if index == 0 else max(left, LAST_TRIAL_S)), name)
             save_result(target, result)
         tried.append(result)
-        tried_labels.append(name)
+        tried_options.append(options)
         report(f"tuning {index + 1}/{len(space)} {name}: {_outcome(result)}")
     best = fastest_valid(tried)
-    chosen = space[tried.index(best)] if best else {}
-    return Tuned(dict(chosen), tuple(tried), tuple(tried_labels), tuple(not_tried), time.monotonic() - started, budget_s)
+    chosen = tried_options[tried.index(best)] if best else {}
+    labels = tuple(label(o) for o in tried_options)
+    return Tuned(dict(chosen), tuple(tried), labels, tuple(not_tried), time.monotonic() - started, budget_s)
+
+
+def _kept(target: Path, fingerprint: str) -> Result | None:
+    """A configuration an earlier run tried with the same settings (its failure too: it would fail again)."""
+    previous = read_result(target)
+    return previous if previous is not None and previous.status == "tuning" and previous.fingerprint == fingerprint else None
 
 
 def _outcome(result: Result) -> str:
