@@ -15,6 +15,7 @@ from pathlib import Path
 from framework.errors import DeployBenchError, one_line
 
 MAX_BATCH_SIZE = 1 << 20
+TUNE_BUDGET_DEFAULT = 180.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,7 +65,7 @@ def _machine_and_tuning_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--pin", action="store_true", help="pin each experiment's process to one CPU of each of --threads physical cores")
     run.add_argument("--tune", action="store_true",
                      help="try each engine's documented options with short runs and measure its fastest valid configuration")  # fmt: skip
-    run.add_argument("--tune-budget", type=float, default=180.0, metavar="SECONDS",
+    run.add_argument("--tune-budget", type=float, default=TUNE_BUDGET_DEFAULT, metavar="SECONDS",
                      help="--tune: seconds of tuning per experiment; a configuration starts only within it (default 180)")  # fmt: skip
     run.add_argument("--baseline", default=None, metavar="ENGINE:PRECISION",
                      help="speedups against this (default: PyTorch fp32 with default options on the row's device kind)")  # fmt: skip
@@ -135,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeployBenchError as exc:
         print(f"deploybench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `deploybench list | head`: the reader has what it wanted
+        sys.stdout = None
+        return 0
     except KeyboardInterrupt:
         print("deploybench: interrupted; finished experiments are kept, run the same command again to resume", file=sys.stderr)
         return 130
@@ -255,6 +259,8 @@ def _run(args) -> int:
     from framework.shapes import check_example_shapes, parse_example_shapes
     from framework.sweep.runner import run_model
 
+    if args.tune_budget != TUNE_BUDGET_DEFAULT and not args.tune:
+        raise DeployBenchError("--tune-budget bounds --tune's search: add --tune, or drop --tune-budget")
     settings = settings_from_args(args)
     settings.validate()
     model = discover(args.models_dir).get(args.model)

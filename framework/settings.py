@@ -95,16 +95,17 @@ class SweepSettings:
         threads = self.threads if self.threads is not None else options.get("threads")
         if isinstance(threads, bool):  # --option threads=1 reads as true
             threads = int(threads)
-        options["threads"] = threads or default_threads()
+        if self.threads is None and threads is not None:  # --option threads=N is --threads N: fixed, not tuned
+            object.__setattr__(self, "threads", threads)
+        options["threads"] = default_threads() if threads is None else threads
         if self.pin and isinstance(options["threads"], int) and options["threads"] > 0:
             options["cpus"] = pin_set(options["threads"])
         object.__setattr__(self, "measure", dataclasses.replace(self.measure, engine_options=options))
 
     def fixed_options(self) -> set[str]:
         """Engine options the user set (``--option``, ``--threads``): ``--tune`` leaves them as they are."""
-        options = self.measure.engine_options
-        fixed = {name for name in options if name not in ("threads", "cpus")}
-        return fixed | ({"threads"} if self.threads is not None or options.get("threads") != default_threads() else set())
+        fixed = {name for name in self.measure.engine_options if name not in ("threads", "cpus")}
+        return fixed | ({"threads"} if self.threads is not None else set())
 
     def chosen_engines(self) -> list[str]:
         from framework.engines import ENGINES, engine_availability
@@ -138,6 +139,20 @@ class SweepSettings:
         unknown = sorted(set(self.measure.engine_options) - known)
         if unknown:
             raise DeployBenchError(f"unknown engine options {unknown}; known: {', '.join(sorted(known))}")
+        self._validate_option_values([engine_class(engine) for engine in ENGINES])
+
+    def _validate_option_values(self, classes: list) -> None:
+        """A value of the wrong kind (``channels_last=maybe``) or outside an option's choices (``compile=bogus``)
+        is refused here, before anything runs, not by each experiment."""
+        for name, value in self.measure.engine_options.items():
+            defaults = {type(cls.options[name]) for cls in classes if name in cls.options and name not in ("threads", "cpus")}
+            if bool in defaults and not isinstance(value, bool):
+                raise DeployBenchError(f"--option {name}={value}: expected true or false")
+            if int in defaults and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise DeployBenchError(f"--option {name}={value}: expected a whole number >= 0")
+            choices = {c for cls in classes for c in cls.option_choices.get(name, ())}
+            if choices and value not in choices:
+                raise DeployBenchError(f"--option {name}={value}: one of {', '.join(repr(c) for c in sorted(choices))}")
 
     def _validate_threads(self) -> None:
         threads, cpus = self.measure.engine_options["threads"], len(usable_cpus())

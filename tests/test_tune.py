@@ -105,7 +105,7 @@ def test_options_the_user_fixed_are_not_tuned(fixture_registry, tmp_path, speed_
     assert tuned.tuning["tried"] == ("default", "crash=true") and tuned.configuration == {"delay_ms": 2.0, "threads": 1}
 
 
-def test_a_rerun_keeps_the_configurations_it_tried(fixture_registry, tmp_path, speed_dial):
+def test_a_rerun_keeps_the_configurations_it_measured(fixture_registry, tmp_path, speed_dial):
     settings = _settings(tmp_path, engines=("speed-dial",))
     _run(fixture_registry, settings)
     assert len(LOADS) == 7  # six tried, one full measurement
@@ -113,7 +113,8 @@ def test_a_rerun_keeps_the_configurations_it_tried(fixture_registry, tmp_path, s
     (folder / "summary.json").unlink()  # the full measurement is lost, the tried configurations are not
     LOADS.clear()
     again = _run(fixture_registry, settings)[0]
-    assert LOADS == [{"delay_ms": 0.8, "threads": 1}] and again.configuration == {"delay_ms": 0.8, "threads": 1}
+    # Measured configurations are kept; the one that failed is tried again (it may have been cut by a budget).
+    assert LOADS == [{"crash": True, "threads": 1}, {"delay_ms": 0.8, "threads": 1}] and again.configuration == {"delay_ms": 0.8, "threads": 1}
 
 
 def _result(samples_ms, engine="pytorch-cpu", configuration=None, status="ok") -> Result:
@@ -199,3 +200,45 @@ def test_the_winner_after_a_skipped_configuration_is_the_one_measured(tmp_path):
     space = [{}, {"compile": "slow"}, {"x": 1}, {"x": 2}]
     found = tune(space, tmp_path, 100.0, run, label, lambda _: None, expected_s=lambda o: 300.0 if "compile" in o else 0.0)
     assert found.options == {"x": 2} and found.summary()["tried"] == ["default", "x=1", "x=2"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--option", "compile=bogus"], "--option compile=bogus: one of ''"),
+        (["--option", "channels_last=maybe"], "--option channels_last=maybe: expected true or false"),
+        (["--threads", "0"], "--threads must be a whole number from 1"),
+        (["--tune-budget", "5"], "--tune-budget bounds --tune's search"),
+    ],
+)
+def test_bad_option_values_are_refused_before_anything_runs(tmp_path, capsys, arguments, message):
+    from framework.cli import main
+
+    assert main(["run", "digits_cnn", "--output", str(tmp_path), "--engines", "pytorch-cpu", *arguments]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "digits_cnn").exists()
+
+
+def test_threads_given_as_an_option_are_fixed_like_threads_given_as_a_flag():
+    assert SweepSettings(measure=MeasureSettings(engine_options={"threads": 1})).fixed_options() == {"threads"}
+    assert SweepSettings(threads=1).fixed_options() == {"threads"} and SweepSettings().fixed_options() == set()
+
+
+def test_the_tuning_table_says_why_a_configuration_failed_and_which_was_chosen(fixture_registry, tmp_path, speed_dial):
+    _run(fixture_registry, _settings(tmp_path, engines=("speed-dial",)))
+    from framework.report.publish import publish
+
+    text = publish(tmp_path / "tiny_cnn").report_md.read_text()
+    table = text.split("### Configurations tried by --tune")[1].split("\n\n")[2].splitlines()
+    assert [row.split(" | ")[3] for row in table[2:]] == ["threads=1", "threads=1, delay_ms=1.5", "threads=1, delay_ms=0.2, corrupt=true",
+                                                         "threads=1, crash=true", "threads=1, delay_ms=0.8", "threads=1, delay_ms=2.0"]  # fmt: skip
+    assert "failed: RuntimeError: this configuration does not load" in table[5] and table[6].endswith("| valid (chosen) |")
+    assert "INVALID: " in table[4]
+
+
+def test_tries_left_from_other_settings_are_removed_when_the_experiment_is_tuned_again(fixture_registry, tmp_path, speed_dial):
+    _run(fixture_registry, _settings(tmp_path, engines=("speed-dial",)))
+    settings = _settings(tmp_path, engines=("speed-dial",), force=True, tune_budget=0)
+    settings = dataclasses.replace(settings, measure=dataclasses.replace(settings.measure, warmup=2))  # other settings: other tries
+    _run(fixture_registry, settings)
+    tried = load_results(tmp_path / "tiny_cnn", tuning=True)
+    assert [r.tuning["label"] for r in tried] == ["default"] and tried[0].warmup == 2

@@ -111,6 +111,7 @@ class Engine(ABC):
     graphs: ClassVar[dict[str, str]] = {}
     needs_onnx: ClassVar[bool] = False
     options: ClassVar[dict[str, object]] = {}  # option name -> default; set with --option NAME=VALUE
+    option_choices: ClassVar[dict[str, tuple]] = {}  # option name -> the values it takes, where they are few
     # Whether the device step returns before the GPU has finished. Only then is the host time of the call
     # its enqueue time, and the host-bound rule meaningful (ONNX Runtime's Run blocks until the GPU is done).
     device_step_returns_early: ClassVar[bool] = True

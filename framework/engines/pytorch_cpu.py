@@ -12,7 +12,7 @@ import copy
 
 import numpy as np
 
-from framework.engines._torch import compile_module, timed_first_call
+from framework.engines._torch import COMPILE_MODES, compile_module, timed_first_call
 from framework.engines.base import Engine, thread_counts
 from framework.torch_outputs import named_outputs
 
@@ -22,6 +22,7 @@ class PyTorchCPUEngine(Engine):
     runtime = "pytorch"
     device = "cpu"
     options = {"channels_last": False, "compile": "", "attention": ""}
+    option_choices = {"compile": ("", *COMPILE_MODES)}
     uses_torch = True  # torch.set_num_threads(threads) while loaded
 
     @classmethod

@@ -16,7 +16,7 @@ import copy
 import numpy as np
 
 from framework.engines._cuda import cuda_unavailable_reason, pinned_round_trip
-from framework.engines._torch import compile_module, timed_first_call
+from framework.engines._torch import COMPILE_MODES, compile_module, timed_first_call
 from framework.engines.base import Engine
 from framework.torch_outputs import named_outputs, output_tensors
 
@@ -27,6 +27,7 @@ class PyTorchCUDAEngine(Engine):
     device = "cuda"
     precisions = ("fp32", "fp16")
     options = {"channels_last": True, "cuda_graph": False, "compile": "", "attention": ""}
+    option_choices = {"compile": ("", *COMPILE_MODES)}
     uses_torch = True  # host threads: torch.set_num_threads(threads) while loaded
 
     @classmethod

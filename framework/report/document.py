@@ -25,7 +25,6 @@ from framework.results.tables import (
     configuration_text,
     markdown_table,
     model_speedups,
-    outcome,
     shapes_of,
     sort_key,
     speedup_sentence,
@@ -98,7 +97,7 @@ def shape_section(model_dir: Path, shape: str, results: list[Result], speedup_of
         lines += [f"### Batch size {batch}", "", *markdown_table(rows, REPORT, speedup_of), ""]
     sentence = speedup_sentence(results, speedup_of)
     lines += [sentence, ""] if sentence else []
-    lines += tuning_section(sorted(load_results(model_dir, tuning=True), key=sort_key), shape)
+    lines += tuning_section(load_results(model_dir, tuning=True), shape, results)
     for figure in FIGURES:
         link = plot_link(shape, figure)
         if (model_dir / link).is_file():
@@ -106,31 +105,40 @@ def shape_section(model_dir: Path, shape: str, results: list[Result], speedup_of
     return lines
 
 
-def tuning_section(tried: list[Result], shape: str) -> list[str]:
-    """The configurations ``--tune`` tried for this shape: options, median, compile/build time, valid or why not."""
+def tuning_section(tried: list[Result], shape: str, results: list[Result]) -> list[str]:
+    """The configurations ``--tune`` tried for this shape, in the order tried: options, median, compile/build
+    time, valid or why not, and which one was chosen (the full results' ``tuning``)."""
+    chosen = {r.experiment: r.tuning for r in results if r.tuning and "chosen" in r.tuning}
     rows = [r for r in tried if r.experiment.shape_tag == shape]
     if not rows:
         return []
+
+    def order(r: Result) -> tuple:
+        labels = list((chosen.get(r.experiment) or {}).get("tried", ()))
+        name = (r.tuning or {}).get("label")
+        return (sort_key(r)[:4], labels.index(name) if name in labels else len(labels))
+
     lines = ["### Configurations tried by --tune", "",
-             "Short measurements (the median to about ±2% or 2 s); the fastest valid one of each engine, precision and "
-             "batch size was then measured fully. Compile and build times are not part of any latency.", "",
+             "In the order tried. The defaults are measured in full (they are the speedups' baseline), the others briefly (the "
+             "median to about ±2% or 2 s); the fastest valid one of each engine, precision and batch size was then measured "
+             "fully. Compile and build times are not part of any latency.", "",
              "| engine | precision | batch | configuration | median ms | compile s | build s | result |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
+    for r in sorted(rows, key=order):
         e, head = r.experiment, r.headline
-        figures = [
-            f"{head.median_ms:.4g}" if head else "n/a",
-            f"{r.compile_s:.1f}" if r.compile_s else "n/a",
-            f"{r.build_s:.2f}" if r.build_s else "n/a",
-        ]
-        lines.append(f"| {e.engine} | {e.precision} | {e.batch_size} | {configuration_text(r)} | {' | '.join(figures)} | {_tried_outcome(r)} |")
+        figures = [f"{head.median_ms:.4g}" if head else "n/a", f"{r.compile_s:.1f}" if r.compile_s else "n/a",
+                   f"{r.build_s:.2f}" if r.build_s else "n/a"]  # fmt: skip
+        mark = " (chosen)" if (chosen.get(e) or {}).get("chosen") == (r.tuning or {}).get("label") else ""
+        lines.append(f"| {e.engine} | {e.precision} | {e.batch_size} | {configuration_text(r)} | {' | '.join(figures)} | {_tried_outcome(r)}{mark} |")
     return lines + [""]
 
 
 def _tried_outcome(r: Result) -> str:
     if r.validity == "valid":
         return "valid"
-    return outcome(r).replace("tuning: ", "").replace("|", "/")
+    if r.validity == "invalid":
+        return "INVALID: " + "; ".join(r.invalid_reasons).replace("|", "/")
+    return (r.reason or "failed").replace("|", "/")  # e.g. "failed: timed out after 60 s (child process killed)"
 
 
 def build_markdown(model_dir: Path, results: list[Result], speedup_of: dict[int, Speedup] | None = None) -> str:

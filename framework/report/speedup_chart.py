@@ -42,7 +42,7 @@ def bar_label(result: Result, speedup: Speedup, mixed: bool) -> str:
     """The row's series, its non-default options (a tuned configuration), and its baseline where rows differ in it."""
     label = series_label(result)
     if result.configuration:
-        label += " (" + ", ".join(f"{k}={v}" for k, v in sorted(result.configuration.items())) + ")"
+        label += " (" + ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(result.configuration.items())) + ")"
     if is_own_baseline(result, speedup):
         return label + " = baseline"
     return label + (f"\nvs {speedup.baseline}" if mixed else "")

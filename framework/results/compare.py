@@ -300,6 +300,9 @@ def compare(root_a: Path, root_b: Path, factor: float = 1.1) -> tuple[list[Pair]
             continue
         pair = compare_pair(key, a[key], b[key], factor)
         pairs.append(pair)
+        configurations = [_configuration(s.result) for s in (a[key], b[key])]
+        if configurations[0] != configurations[1]:  # e.g. a --tune run against a plain one
+            notes.append(f"{_name(key)}: measured in different configurations: A {configurations[0]}, B {configurations[1]}")
         if 1 in pair.processes and pair.processes != (1, 1):
             notes.append(f"{_name(key)}: only one side has --repeats ({pair.processes[0]} vs {pair.processes[1]} processes): "
                          f"estimate and interval from the pooled samples, no verdict")  # fmt: skip
@@ -325,6 +328,10 @@ def compare_pair(key: tuple, a: Side, b: Side, factor: float) -> Pair:
     p_value = mann_whitney_u(xb, xa)[1]
     judged = verdict(ratio, low, high, factor, p_value) if min(processes) >= MIN_PROCESSES else NEEDS_REPEATS
     return Pair(key, median_a, median_b, ratio, low, high, judged, p_value, processes)
+
+
+def _configuration(result: Result) -> str:
+    return ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in result.configuration.items()) or "default options"
 
 
 def _positive(side: Side) -> bool:

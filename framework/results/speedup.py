@@ -13,6 +13,7 @@ were measured with ``--repeats``, else over the samples (then it says how precis
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,14 @@ class Speedup:
     ci_high: float
 
     def text(self) -> str:
-        return f"{self.ratio:.2f}x [{self.ci_low:.2f}, {self.ci_high:.2f}]"
+        return f"{ratio_text(self.ratio)}x [{ratio_text(self.ci_low)}, {ratio_text(self.ci_high)}]"
+
+
+def ratio_text(value: float) -> str:
+    """Three significant figures, trailing zeros kept, no exponent down to 0.001: 1,843, 7.89, 1.00, 0.00172."""
+    if not math.isfinite(value) or value == 0 or abs(value) < 0.001:
+        return f"{value:.2e}" if value else "0.00"
+    return f"{value:,.{max(0, 2 - math.floor(math.log10(abs(value))))}f}"
 
 
 def parse_baseline(text: str | None) -> tuple[str, str] | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from framework.results.record import Result
-from framework.results.speedup import Speedup
+from framework.results.speedup import Speedup, ratio_text
 from framework.results.tables import REPORT, Context, columns, configuration_text, footnoted_table, items_per_s, shapes_of
 
 TERMINAL_COLUMNS = ("engine", "precision", "configuration", "median ms (99% CI)", "items/s", "speedup (99% CI)", "accuracy / agreement")
@@ -53,7 +53,8 @@ def winner_sentence(batch: int, best: list[Result], speedup_of: Mapping[int, Spe
     text += f" ({rate:,.0f} items/s)" if rate else ""
     speedup = speedup_of.get(id(top))
     if speedup is not None and speedup.ratio != 1.0:
-        text += f", {speedup.ratio:.2f}x {speedup.baseline} (99% CI {speedup.ci_low:.2f}-{speedup.ci_high:.2f})"
+        interval = f"99% CI {ratio_text(speedup.ci_low)}-{ratio_text(speedup.ci_high)}"
+        text += f", {ratio_text(speedup.ratio)}x {speedup.baseline} ({interval})"
     elif speedup is not None:
         text += ", and it is the baseline itself"
     return text + "."

@@ -200,7 +200,7 @@ def _tune(experiment: Experiment, prepared: PreparedShape, data_file: Path, sett
         return _run_job(job, settings, min(settings.timeout_s, timeout_s or math.inf))
 
     found = tune.tune(space, experiment.folder(settings.output), settings.tune_budget, run, fingerprint,
-                      lambda line: progress.report(f"{experiment.name}: {line}"), cls.expected_tuning_s)  # fmt: skip
+                      lambda line: progress.report(f"{experiment.name}: {line}"), cls.expected_tuning_s, keep=not settings.force)  # fmt: skip
     return found
 
 

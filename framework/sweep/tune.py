@@ -5,15 +5,19 @@ The space is the engine's own (``Engine.tuning_space``: documented options, most
 defaults first of all). Each configuration is a ``Job`` like any other, run the same way (its own child
 process), with a short run length (``SHORT``) and its result kept under ``<experiment>/tuning/<label>/``
 with status ``tuning``: the report lists every one (options, median, valid or why not). The fastest valid
-one by headline median wins. Compiling and building are done before timing and recorded apart
-(``compile_s``, ``build_s``), so they never count as latency; they do spend the budget: a configuration
-starts only while the experiment's tuning has spent less than ``--tune-budget`` seconds (the defaults
-always run). A rerun keeps the configurations it tried with the same fingerprint, as a sweep keeps results.
+one by headline median wins. The defaults are measured in full, not briefly: they are the baseline the
+speedups divide by ("eager"), so they get a full measurement's precision. Compiling and building are done
+before timing and recorded apart (``compile_s``, ``build_s``), so they never count as latency; they do
+spend the budget: a configuration starts only while at least ``MIN_START_S`` of ``--tune-budget`` is left,
+is stopped when the budget is spent, and is not started when the engine expects it to take longer than
+what is left (``Engine.expected_tuning_s``). A rerun keeps the configurations measured with the same
+fingerprint (failures are tried again), as a sweep keeps results; tries left from other settings go.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +31,7 @@ from framework.settings import MeasureSettings
 # A configuration's short measurement: the median to +-2% or 2 s, whichever comes first (at least 5 samples).
 SHORT = {"target_ci": 0.02, "min_iterations": 5, "min_duration": 0.2, "max_duration": 2.0}
 SHORT_WARMUP = 3  # at most this many warm-up iterations (the adaptive warm-up still waits for the trend to end)
-LAST_TRIAL_S = 30.0  # a configuration started near the end of the budget may still take this long
+MIN_START_S = 5.0  # a configuration is not started with less budget than this left (a process takes seconds to start)
 
 
 def label(configuration: dict) -> str:
@@ -38,9 +42,11 @@ def label(configuration: dict) -> str:
 
 
 def short_measure(measure: MeasureSettings, options: dict) -> MeasureSettings:
-    """``measure`` with a configuration's options and the short run length (fixed --iterations are kept).
-    Accuracy is checked as in the full run: a configuration that changes the outputs must not win."""
-    run_length = {} if measure.iterations is not None else {**SHORT, "warmup": min(measure.warmup, SHORT_WARMUP)}
+    """``measure`` with a configuration's options and the short run length (fixed --iterations and the
+    defaults, ``options`` {}, keep the full one). Accuracy is checked as in the full run: a configuration that
+    changes the outputs must not win."""
+    short = measure.iterations is None and options
+    run_length = {**SHORT, "warmup": min(measure.warmup, SHORT_WARMUP)} if short else {}
     return dataclasses.replace(measure, engine_options={**measure.engine_options, **options}, **run_length)
 
 
@@ -77,29 +83,30 @@ def as_tuning(result: Result, name: str) -> Result:
 
 def tune(space: list[dict], folder: Path, budget_s: float, run: Callable[[dict, Path, float | None], Result],
          fingerprint: Callable[[dict], str], report: Callable[[str], None],
-         expected_s: Callable[[dict], float] = lambda _: 0.0) -> Tuned:  # fmt: skip
+         expected_s: Callable[[dict], float] = lambda _: 0.0, keep: bool = True) -> Tuned:  # fmt: skip
     """Try ``space`` in order within ``budget_s``: ``run(options, result_dir, timeout_s)`` measures one
-    configuration (short; ``timeout_s`` None for the defaults, which always run in full, else what is left of
-    the budget, at least ``LAST_TRIAL_S``: a compile that would overrun it is stopped and recorded as failed),
-    ``fingerprint(options)`` names its settings for resume; one whose ``expected_s`` exceeds what is left is
-    not started. Returns the fastest valid one ({} when none was valid: the defaults)."""
+    configuration (``timeout_s`` None for the defaults, which always run, else what is left of the budget),
+    ``fingerprint(options)`` names its settings for resume (``keep`` False: measure all again). Returns the
+    fastest valid one ({} when none was valid: the defaults)."""
     started, tried, tried_options, not_tried = time.monotonic(), [], [], []
+    _remove_stale(folder / TUNING_DIR, {safe_component(label(o)): fingerprint(o) for o in space})
     for index, options in enumerate(space):
         name = label(options)
         target = folder / TUNING_DIR / safe_component(name)
         left = budget_s - (time.monotonic() - started)
-        if index and (left <= 0 or expected_s(options) > left):
+        if index and (left < MIN_START_S or expected_s(options) > left):
             not_tried.append(name)
             report(f"tuning {index + 1}/{len(space)} {name}: not tried, {max(left, 0):.0f} s of --tune-budget left"
                    + (f" (it takes about {expected_s(options):.0f} s)" if expected_s(options) else ""))  # fmt: skip
             continue
-        result = _kept(target, fingerprint(options))
+        result = _kept(target, fingerprint(options)) if keep else None
+        note = " (kept from an earlier run)" if result is not None else ""
         if result is None:
-            result = as_tuning(run(options, target, None if index == 0 else max(left, LAST_TRIAL_S)), name)
+            result = as_tuning(run(options, target, None if index == 0 else left), name)
             save_result(target, result)
         tried.append(result)
         tried_options.append(options)
-        report(f"tuning {index + 1}/{len(space)} {name}: {_outcome(result)}")
+        report(f"tuning {index + 1}/{len(space)} {name}: {_outcome(result)}{note}")
     best = fastest_valid(tried)
     chosen = tried_options[tried.index(best)] if best else {}
     labels = tuple(label(o) for o in tried_options)
@@ -107,9 +114,22 @@ def tune(space: list[dict], folder: Path, budget_s: float, run: Callable[[dict, 
 
 
 def _kept(target: Path, fingerprint: str) -> Result | None:
-    """A configuration an earlier run tried with the same settings (its failure too: it would fail again)."""
+    """A configuration an earlier run measured with the same settings; a failure is tried again."""
     previous = read_result(target)
-    return previous if previous is not None and previous.status == "tuning" and previous.fingerprint == fingerprint else None
+    if previous is None or previous.status != "tuning" or previous.fingerprint != fingerprint or previous.validity is None:
+        return None
+    return previous
+
+
+def _remove_stale(tuning_dir: Path, current: dict[str, str]) -> None:
+    """Tries of this experiment measured with other settings (other fixed options, another model version):
+    the experiment's result is measured anew, so they no longer describe it."""
+    if not tuning_dir.is_dir():
+        return
+    for folder in tuning_dir.iterdir():
+        previous = read_result(folder) if folder.is_dir() else None
+        if folder.is_dir() and (previous is None or current.get(folder.name) != previous.fingerprint):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _outcome(result: Result) -> str:
