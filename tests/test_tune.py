@@ -242,3 +242,12 @@ def test_tries_left_from_other_settings_are_removed_when_the_experiment_is_tuned
     _run(fixture_registry, settings)
     tried = load_results(tmp_path / "tiny_cnn", tuning=True)
     assert [r.tuning["label"] for r in tried] == ["default"] and tried[0].warmup == 2
+
+
+def test_a_named_baseline_that_was_not_measured_is_said_once(fixture_registry, tmp_path):
+    measure = MeasureSettings(iterations=3, warmup=0, min_duration=0, sample_interval_s=0)
+    lines = []
+    settings = SweepSettings(engines=("onnxruntime-cpu",), measure=measure, output=tmp_path, isolate=False, baseline=("pytorch-cpu", "int8"))
+    _run(fixture_registry, settings, lines)
+    note = "No speedups: the baseline pytorch-cpu:int8 has no valid result here"
+    assert note in lines[-1] and note in (tmp_path / "tiny_cnn" / "report.md").read_text()

@@ -18,7 +18,7 @@ from pathlib import Path
 from framework.files import write_atomic
 from framework.report.figures import FIGURES, plot_link
 from framework.results.record import Result
-from framework.results.speedup import Speedup
+from framework.results.speedup import Speedup, missing_baseline
 from framework.results.store import load_results
 from framework.results.tables import (
     REPORT,
@@ -53,7 +53,8 @@ def write_report(model_dir: Path, results: list[Result] | None = None, baseline:
     The plots are linked where their files exist: draw them first. ``baseline``: as ``speedup.speedups``."""
     model_dir = Path(model_dir)
     results = sorted(load_results(model_dir) if results is None else results, key=sort_key)
-    text = build_markdown(model_dir, results, model_speedups(model_dir, results, baseline))
+    speedup_of = model_speedups(model_dir, results, baseline)
+    text = build_markdown(model_dir, results, speedup_of, missing_baseline(results, speedup_of, baseline))
     md_path, html_path = model_dir / REPORT_MD, model_dir / REPORT_HTML
     write_atomic(md_path, text)
     write_atomic(html_path, markdown_to_html(text, model_dir, title=f"deploybench: {model_dir.name}"))
@@ -141,13 +142,13 @@ def _tried_outcome(r: Result) -> str:
     return (r.reason or "failed").replace("|", "/")  # e.g. "failed: timed out after 60 s (child process killed)"
 
 
-def build_markdown(model_dir: Path, results: list[Result], speedup_of: dict[int, Speedup] | None = None) -> str:
+def build_markdown(model_dir: Path, results: list[Result], speedup_of: dict[int, Speedup] | None = None, note: str | None = None) -> str:
     model_dir = Path(model_dir)
     speedup_of = speedup_of or {}
     verdict = verdict_markdown(results, speedup_of)
     lines = [f"# deploybench report: {model_dir.name}", ""]
     if verdict:
-        lines += ["## Verdict: each engine at its best", "", *verdict]
+        lines += ["## Verdict: each engine at its best", "", *([note, ""] if note else []), *verdict]
     lines += preamble(model_dir, results)
     for shape in shapes_of(results):
         lines += shape_section(model_dir, shape, [r for r in results if r.experiment.shape_tag == shape], speedup_of)

@@ -114,3 +114,11 @@ def speedups(results: list[Result], candidates: list[Result] | None = None, base
         if s is not None:
             out[id(r)] = s
     return out
+
+
+def missing_baseline(results: list[Result], speedup_of: dict[int, Speedup], baseline: tuple[str, str] | None) -> str | None:
+    """Why no row has a speedup, when a named ``--baseline`` was not measured validly: said once, not left to n/a."""
+    if baseline is None or speedup_of or not any(r.is_valid for r in results):
+        return None
+    return (f"No speedups: the baseline {baseline[0]}:{baseline[1]} has no valid result here "
+            f"(measure it with --engines {baseline[0]} --precisions {baseline[1]}, or name another --baseline).")  # fmt: skip

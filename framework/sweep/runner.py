@@ -95,12 +95,15 @@ def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings
 
 def verdict_text(model_dir: Path, baseline: tuple[str, str] | None) -> str:
     """The report's verdict tables as plain text, from every result on disk (earlier runs' kept ones too)."""
+    from framework.results.speedup import missing_baseline
     from framework.results.store import load_results
     from framework.results.tables import model_speedups
     from framework.results.verdict import terminal_text
 
     results = load_results(model_dir)
-    return terminal_text(results, model_speedups(model_dir, results, baseline))
+    speedup_of = model_speedups(model_dir, results, baseline)
+    note = missing_baseline(results, speedup_of, baseline)
+    return terminal_text(results, speedup_of) + (f"\n{note}" if note else "")
 
 
 def _run_shape(model: RegisteredModel, shapes, engines: list[str], settings: SweepSettings, model_dir: Path, progress: Progress) -> list[Result]:
