@@ -237,12 +237,16 @@ def _accuracy_axes(ax, chosen: list[Result], batch: int, with_accuracy: bool, me
             x, y, s=90 if on_front else 55, color=result_color(result), edgecolor="black" if on_front else "white", linewidth=0.8,
             marker=marker(result.experiment.precision), zorder=3, transform=nudge,
         )  # fmt: skip
-        if on_front:
-            ax.annotate(series_label(result), (x, y), textcoords="offset points", xytext=(offsets[i] + 7, 5), fontsize=8)
     ax.plot(*zip(*[drawn[i] for i in front]), color="black", lw=1, ls="--")
     set_scale(ax, "x", log_x)
     ax.set(xlabel=scaled_label("median latency (ms, host clock)", log_x), title=f"batch size {batch}")
-    ax.set_xlim(*latency_limits([x for x, _ in drawn], log_x))  # autoscale misses points drawn through a nudged transform
+    limits = latency_limits([x for x, _ in drawn], log_x)
+    ax.set_xlim(*limits)  # autoscale misses points drawn through a nudged transform
+    for i in front:  # labels of points in the right third point left, so they stay inside the axes
+        x, y = drawn[i]
+        right = (np.log10(x / limits[0]) / np.log10(limits[1] / limits[0]) if log_x else (x - limits[0]) / (limits[1] - limits[0])) > 0.66
+        ax.annotate(series_label(chosen[i]), (x, y), textcoords="offset points", xytext=(offsets[i] + (-7 if right else 7), 5),
+                    ha="right" if right else "left", fontsize=8)  # fmt: skip
     ax.grid(alpha=0.3, which="both" if log_x else "major")
     return handles
 
