@@ -95,6 +95,9 @@ class SweepSettings:
         threads = self.threads if self.threads is not None else options.get("threads")
         if isinstance(threads, bool):  # --option threads=1 reads as true
             threads = int(threads)
+        given = options.get("threads")
+        if self.threads is not None and given is not None and given != self.threads:
+            raise DeployBenchError(f"--threads {self.threads} and --option threads={given} disagree: give one of them")
         if self.threads is None and threads is not None:  # --option threads=N is --threads N: fixed, not tuned
             object.__setattr__(self, "threads", threads)
         options["threads"] = default_threads() if threads is None else threads

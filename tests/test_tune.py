@@ -172,12 +172,12 @@ def test_a_models_other_attention_implementations_are_tried_with_the_most_promis
     assert with_attention(space, ()) == space and with_attention(space, ("eager",)) == space
 
 
-def test_an_attention_implementation_the_model_does_not_offer_fails_its_experiment_by_name(fixture_registry, tmp_path):
+def test_an_attention_implementation_the_model_does_not_offer_is_refused_before_anything_runs(fixture_registry, tmp_path):
     measure = MeasureSettings(iterations=3, warmup=0, min_duration=0, engine_options={"attention": "sdpa"})
-    result = run_model(fixture_registry.get("tiny_cnn"), [None], SweepSettings(engines=("pytorch-cpu",), measure=measure, output=tmp_path,
-                                                                              isolate=False), report=lambda _: None)[0]  # fmt: skip
-    assert result.status == "failed"
-    assert "--option attention=sdpa: model 'tiny_cnn' offers no choice of attention implementation" in result.reason
+    settings = SweepSettings(engines=("pytorch-cpu",), measure=measure, output=tmp_path, isolate=False)
+    with pytest.raises(DeployBenchError, match="--option attention=sdpa: model 'tiny_cnn' offers no choice of attention implementation"):
+        run_model(fixture_registry.get("tiny_cnn"), [None], settings, report=lambda _: None)
+    assert not (tmp_path / "tiny_cnn").exists()
 
 
 def test_minilm_runs_with_sdpa_attention_and_agrees_with_its_eager_reference(tmp_path):
@@ -251,3 +251,50 @@ def test_a_named_baseline_that_was_not_measured_is_said_once(fixture_registry, t
     _run(fixture_registry, settings, lines)
     note = "No speedups: the baseline pytorch-cpu:int8 has no valid result here"
     assert note in lines[-1] and note in (tmp_path / "tiny_cnn" / "report.md").read_text()
+
+
+class SlowFullEngine(SpeedDialEngine):
+    """Its ``fast`` option wins the search and loses the full measurement: its second load is slow."""
+
+    name = "slow-full"
+    options = {**SpeedDialEngine.options, "fast": False}
+    fast_loads = 0
+
+    @classmethod
+    def tuning_space(cls, config, precision, batch_size):
+        return [{}, {"fast": True}]
+
+    def _load(self):
+        if self.settings["fast"]:
+            type(self).fast_loads += 1
+        super()._load()
+
+    def _wait(self):
+        delay_ms = (0.2 if type(self).fast_loads == 1 else 3.0) if self.settings["fast"] else 1.0
+        end = time.perf_counter() + delay_ms / 1e3
+        while time.perf_counter() < end:
+            pass
+
+
+def test_the_defaults_stand_when_they_win_or_when_the_winner_is_slower_measured_fully(fixture_registry, tmp_path, monkeypatch, speed_dial):
+    monkeypatch.setitem(ENGINES, "slow-full", f"{__name__}:SlowFullEngine")
+    monkeypatch.setattr(SlowFullEngine, "fast_loads", 0)
+    fixed = {"compile": "", "channels_last": False, "threads": 1}
+    measure = MeasureSettings(iterations=3, warmup=1, min_duration=0, sample_interval_s=0, engine_options=fixed)
+    short = dataclasses.replace(_settings(tmp_path, engines=("slow-full",)), measure=measure)
+    result = _run(fixture_registry, short)[0]
+    assert result.configuration == {"threads": 1} and result.tuning["chosen"] == "default"
+    assert result.tuning["rejected"]["configuration"] == "fast=true,threads=1" and result.tuning["rejected"]["median_ms"] > 2.5
+    assert 1.0 <= result.headline.median_ms < 2.5 and not (result.experiment.folder(tmp_path) / "job.json").exists()
+    LOADS.clear()
+    budget_spent = _run(fixture_registry, _settings(tmp_path / "again", engines=("speed-dial",), tune_budget=0))[0]
+    assert len(LOADS) == 1 and budget_spent.tuning["chosen"] == "default"  # the defaults' full measurement is the result
+    tried = load_results(tmp_path / "again" / "tiny_cnn", tuning=True)[0]
+    assert budget_spent.headline.median_ms == tried.headline.median_ms and budget_spent.status == "ok"
+
+
+def test_threads_given_twice_must_agree(tmp_path, capsys):
+    from framework.cli import main
+
+    assert main(["run", "digits_cnn", "--output", str(tmp_path), "--engines", "pytorch-cpu", "--threads", "1", "--option", "threads=2"]) == 2
+    assert "--threads 1 and --option threads=2 disagree" in capsys.readouterr().err

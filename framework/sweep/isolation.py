@@ -126,7 +126,7 @@ def run_in_child(job: Job, timeout_s: float) -> Result:
     log = staging / "child.log"
     tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:] if log.exists() else []
     if code != 0 or result is None or result.run_id != job.run_id:
-        outcome = f"timed out after {timeout_s:g} s (child process killed)" if code is None else describe_exit(code)
+        outcome = f"timed out after {round(timeout_s, 1):g} s (child process killed)" if code is None else describe_exit(code)
         last = next((line.strip() for line in reversed(tail) if line.strip()), "")
         result = job.pending_result().ended("failed", outcome + (f": {last}" if last else ""), exit_status=code, log_tail="\n".join(tail))
     save_result(job.result_dir, result)

@@ -103,6 +103,8 @@ def tune(space: list[dict], folder: Path, budget_s: float, run: Callable[[dict, 
         note = " (kept from an earlier run)" if result is not None else ""
         if result is None:
             result = as_tuning(run(options, target, None if index == 0 else left), name)
+            if index and result.reason.startswith("failed: timed out"):
+                result = result.ended("tuning", f"stopped: --tune-budget ran out ({left:.0f} s were left when it started)", validity=None)
             save_result(target, result)
         tried.append(result)
         tried_options.append(options)
