@@ -25,6 +25,7 @@ from framework.results.tables import (
     configuration_text,
     markdown_table,
     model_speedups,
+    outcome,
     shapes_of,
     sort_key,
     speedup_sentence,
@@ -130,16 +131,9 @@ def tuning_section(tried: list[Result], shape: str, results: list[Result]) -> li
         figures = [f"{head.median_ms:.4g}" if head else "n/a", f"{r.compile_s:.1f}" if r.compile_s else "n/a",
                    f"{r.build_s:.2f}" if r.build_s else "n/a"]  # fmt: skip
         mark = " (chosen)" if (chosen.get(e) or {}).get("chosen") == (r.tuning or {}).get("label") else ""
-        lines.append(f"| {e.engine} | {e.precision} | {e.batch_size} | {configuration_text(r)} | {' | '.join(figures)} | {_tried_outcome(r)}{mark} |")
+        cells = [e.engine, e.precision, str(e.batch_size), configuration_text(r), *figures, outcome(r).replace("|", "/") + mark]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
-
-
-def _tried_outcome(r: Result) -> str:
-    if r.validity == "valid":
-        return "valid"
-    if r.validity == "invalid":
-        return "INVALID: " + "; ".join(r.invalid_reasons).replace("|", "/")
-    return (r.reason or "failed").replace("|", "/")  # e.g. "failed: timed out after 60 s (child process killed)"
 
 
 def build_markdown(model_dir: Path, results: list[Result], speedup_of: dict[int, Speedup] | None = None, note: str | None = None) -> str:

@@ -27,7 +27,7 @@ from framework.report.style import (
     suptitle,
     wants_log,
 )  # fmt: skip
-from framework.results.record import Result
+from framework.results.record import Result, options_text
 from framework.results.speedup import Speedup, speedups
 
 BAR_HEIGHT_IN = 0.42  # figure height per bar
@@ -42,7 +42,7 @@ def bar_label(result: Result, speedup: Speedup, mixed: bool) -> str:
     """The row's series, its non-default options (a tuned configuration), and its baseline where rows differ in it."""
     label = series_label(result)
     if result.configuration:
-        label += " (" + ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(result.configuration.items())) + ")"
+        label += f" ({options_text(result.configuration, sort=True)})"
     if is_own_baseline(result, speedup):
         return label + " = baseline"
     return label + (f"\nvs {speedup.baseline}" if mixed else "")

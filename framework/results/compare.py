@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from framework.errors import DeployBenchError, ResultFileError
-from framework.results.record import Result
+from framework.results.record import Result, options_text
 from framework.results.store import LATENCIES, SUMMARY, experiment_folders, load_result
 
 P_THRESHOLD = 0.002
@@ -331,7 +331,7 @@ def compare_pair(key: tuple, a: Side, b: Side, factor: float) -> Pair:
 
 
 def _configuration(result: Result) -> str:
-    return ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in result.configuration.items()) or "default options"
+    return options_text(result.configuration) or "default options"
 
 
 def _positive(side: Side) -> bool:

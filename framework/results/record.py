@@ -23,6 +23,16 @@ SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "skipped", "unavailable", "tuning")  # tuning: a configuration --tune tried (``sweep.tune``)
 
 
+def options_text(options: dict, separator: str = ", ", sort: bool = False) -> str:
+    """Engine options as a user types them: ``cuda_graph=true, compile=default`` ("" when there are none)."""
+    items = sorted(options.items()) if sort else options.items()
+    return separator.join(f"{k}={_option_value(v)}" for k, v in items)
+
+
+def _option_value(value: object) -> str:
+    return {True: "true", False: "false", None: "none"}[value] if value is None or isinstance(value, bool) else str(value)
+
+
 def _freeze(value):
     """Lists become tuples, recursively (inside dicts too); records and scalars are kept."""
     if isinstance(value, (list, tuple)):

@@ -20,7 +20,7 @@ import numpy as np
 
 from framework.errors import DeployBenchError
 from framework.results.compare import bootstrap_ratio_ci
-from framework.results.record import Result
+from framework.results.record import Result, options_text
 
 DEFAULT_BASELINES = {"cuda": ("pytorch-cuda", "fp32"), "cpu": ("pytorch-cpu", "fp32")}
 
@@ -67,8 +67,7 @@ def is_default_configuration(result: Result) -> bool:
 
 def describe(result: Result) -> str:
     """``pytorch-cuda fp32 (default options)`` or ``pytorch-cpu fp32 (threads=1)``."""
-    options = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in result.configuration.items())
-    return f"{result.experiment.engine} {result.experiment.precision} ({options or 'default options'})"
+    return f"{result.experiment.engine} {result.experiment.precision} ({options_text(result.configuration) or 'default options'})"
 
 
 def baseline_for(result: Result, candidates: list[Result], baseline: tuple[str, str] | None = None) -> Result | None:

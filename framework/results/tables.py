@@ -22,7 +22,7 @@ from pathlib import Path
 
 from framework.files import write_atomic
 from framework.precisions import PRECISIONS
-from framework.results.record import Result
+from framework.results.record import Result, options_text
 from framework.results.speedup import Speedup, speedups
 from framework.results.store import csv_text, load_results
 
@@ -99,6 +99,8 @@ def outcome(r: Result) -> str:
     """valid / INVALID: reasons / failed: reason; the same words in every table (warnings are footnotes)."""
     if r.status not in MEASURED:
         return f"{r.status}: {r.reason}"
+    if r.status == "tuning" and r.validity is None:  # a tried configuration that failed: its reason says how
+        return r.reason
     if r.validity == "invalid":
         return "INVALID: " + "; ".join(r.invalid_reasons)
     return "valid"
@@ -106,11 +108,7 @@ def outcome(r: Result) -> str:
 
 def configuration_text(r: Result) -> str:
     """The engine options that differ from its defaults: ``cuda_graph=true, compile=default``, else ``default``."""
-    return ", ".join(f"{k}={_option(v)}" for k, v in r.configuration.items()) or "default"
-
-
-def _option(value: object) -> str:
-    return {True: "true", False: "false", None: "none"}[value] if value is None or isinstance(value, bool) else str(value)
+    return options_text(r.configuration) or "default"
 
 
 def items_per_s(r: Result) -> float | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framework.files import safe_component
-from framework.results.record import Result
+from framework.results.record import Result, options_text
 from framework.results.store import TUNING_DIR, read_result, save_result
 from framework.settings import MeasureSettings
 
@@ -36,9 +36,7 @@ MIN_START_S = 5.0  # a configuration is not started with less budget than this l
 
 def label(configuration: dict) -> str:
     """How a configuration is named in folders and tables: ``default`` or ``compile=default,cuda_graph=true``."""
-    if not configuration:
-        return "default"
-    return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(configuration.items()))
+    return options_text(configuration, ",", sort=True) or "default"
 
 
 def short_measure(measure: MeasureSettings, options: dict) -> MeasureSettings:
