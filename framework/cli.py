@@ -73,6 +73,29 @@ def _machine_and_tuning_arguments(run: argparse.ArgumentParser) -> None:
                      help="refuse to start (exit 2) when load average > usable CPUs / 2 or another process uses > 50%% of a core")  # fmt: skip
 
 
+def _executor_arguments(run: argparse.ArgumentParser) -> None:
+    """``deploybench run`` on a Ray cluster (``sweep.cluster``, ``sweep.ray_executor``): the local executor is the default."""
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: one experiment at a time here; ray: every experiment a Ray task, in parallel (deploybench[ray])")  # fmt: skip
+    run.add_argument("--address", default=None, help="--executor ray: 'auto', a ray:// URL or HOST:PORT (default: start a local Ray instance)")
+    run.add_argument("--exclusive-node", action="store_true",
+                     help="--executor ray: a CPU experiment takes its whole node, never beside a GPU experiment's host thread")  # fmt: skip
+    run.add_argument("--devices", type=_csv, default=None, metavar="KIND", help="--executor ray: GPU experiments only on this GPU kind (e.g. H100)")
+
+
+def _cluster_settings(args):
+    """--executor ray's settings; None for the local executor (which refuses the Ray-only flags)."""
+    from framework.sweep.cluster import ClusterSettings
+
+    if args.executor == "local":
+        flags = (("--address", args.address), ("--exclusive-node", args.exclusive_node), ("--devices", args.devices))
+        given = [flag for flag, value in flags if value]
+        if given:
+            raise DeployBenchError(f"{', '.join(given)}: only with --executor ray")
+        return None
+    return ClusterSettings(address=args.address, exclusive_node=args.exclusive_node, devices=tuple(args.devices or ()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="deploybench", description=__doc__.splitlines()[0].removeprefix("deploybench: "),
                      epilog="Start with `deploybench list`, then `deploybench run MODEL`; results and report.html land in "
@@ -104,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="measure again experiments an earlier run finished (default: resume, keeping them)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     _machine_and_tuning_arguments(run)
+    _executor_arguments(run)
 
     sub.add_parser("list", parents=[common], help="models found, and which engines this machine can run")
 
@@ -246,6 +270,7 @@ def settings_from_args(args):
         batch_sizes=tuple(args.batch_sizes), measure=measure, output=args.output, exporter=args.exporter,
         keep_outliers=args.keep_outliers, isolate=not args.in_process, repeats=args.repeats, timeout_s=args.timeout, force=args.force,
         threads=args.threads, pin=args.pin, tune=args.tune, tune_budget=args.tune_budget, baseline=parse_baseline(args.baseline),
+        cluster=_cluster_settings(args),
     )  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from framework.machine_check import default_threads, physical_cores, pin_set, us
 from framework.measure.convergence import DEFAULT_MAX_DURATION_S, DEFAULT_MIN_ITERATIONS, DEFAULT_TARGET_CI
 from framework.measure.monitor import DEFAULT_INTERVAL_S
 from framework.precisions import PRECISIONS
+from framework.sweep.cluster import ClusterSettings
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class SweepSettings:
     tune: bool = False  # try each engine's options first and measure its fastest valid configuration (sweep.tune)
     tune_budget: float = 180.0  # seconds of tuning per experiment (a configuration starts only within it)
     baseline: tuple[str, str] | None = None  # speedups against (engine, precision); None: PyTorch fp32 eager per device
+    cluster: ClusterSettings | None = None  # --executor ray: where and in which slots experiments run (sweep.cluster)
 
     def __post_init__(self) -> None:
         """``threads`` (resolved: the default becomes the number) and ``pin``'s CPUs go into the engine options,
@@ -138,6 +140,12 @@ class SweepSettings:
         if not math.isfinite(self.timeout_s) or self.timeout_s <= 0:
             raise DeployBenchError(f"the per-experiment timeout must be a positive number, got {self.timeout_s}")
         self._validate_threads()
+        if self.cluster is not None:
+            self.cluster.validate()
+            flags = (("--tune", self.tune), ("--repeats", self.repeats > 1), ("--pin", self.pin), ("--in-process", not self.isolate))
+            refused = [flag for flag, on in flags if on]
+            if refused:
+                raise DeployBenchError(f"--executor ray does not support {', '.join(refused)} yet: use the local executor for those")
         known = {name for engine in ENGINES for name in engine_class(engine).options}
         unknown = sorted(set(self.measure.engine_options) - known)
         if unknown:

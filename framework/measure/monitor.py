@@ -42,6 +42,17 @@ THROTTLE_REASONS = {
 }
 
 
+def visible_gpu_handle(pynvml):
+    """NVML's handle of CUDA's device 0: the first of ``CUDA_VISIBLE_DEVICES`` (an index or a UUID; Ray gives
+    each task its GPU that way), since NVML numbers every GPU of the machine whatever CUDA sees."""
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    if first.isdigit():
+        return pynvml.nvmlDeviceGetHandleByIndex(int(first))
+    if first.startswith(("GPU-", "MIG-")):
+        return pynvml.nvmlDeviceGetHandleByUUID(first)
+    return pynvml.nvmlDeviceGetHandleByIndex(0)
+
+
 class _Nvml:
     """The NVML calls for one GPU; None where NVML or a GPU is missing."""
 
@@ -50,7 +61,7 @@ class _Nvml:
 
         pynvml.nvmlInit()
         self.nvml = pynvml
-        self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        self.handle = visible_gpu_handle(pynvml) if index == 0 else pynvml.nvmlDeviceGetHandleByIndex(index)
         self.pid = os.getpid()
         self.waiting = waiting_ancestors()
         self.throttle_bits = {getattr(pynvml, name): text for name, text in THROTTLE_REASONS.items() if hasattr(pynvml, name)}

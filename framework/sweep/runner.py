@@ -124,6 +124,8 @@ def _run_shape(model: RegisteredModel, shapes, engines: list[str], settings: Swe
         progress.report(message)
     for warning in prepared.warnings:
         warnings.warn(warning, stacklevel=2)
+    if settings.cluster is not None:  # --executor ray: every batch size's pending experiments at once
+        return _run_shape_on_ray(prepared, engines, settings, progress)
     results = []
     for batch_size in settings.batch_sizes:
         experiments = plan.experiments(prepared.model, prepared.tag, prepared.shapes, engines, settings, batch_size)
@@ -131,11 +133,32 @@ def _run_shape(model: RegisteredModel, shapes, engines: list[str], settings: Swe
     return results
 
 
+def _run_shape_on_ray(prepared: PreparedShape, engines: list[str], settings: SweepSettings, progress: Progress) -> list[Result]:
+    from framework.sweep.ray_executor import measure_on_ray
+
+    done, jobs = [], []
+    for batch_size in settings.batch_sizes:
+        experiments = plan.experiments(prepared.model, prepared.tag, prepared.shapes, engines, settings, batch_size)
+        settled, pending = _settle(prepared, experiments, settings, progress)
+        done += settled
+        jobs += [make_job(e, prepared, settings, fp, prepared.references[batch_size], e.folder(settings.output)) for e, fp in pending]
+    return done + measure_on_ray(jobs, settings, progress)
+
+
 def _run_batch(prepared: PreparedShape, experiments: list[Experiment], settings: SweepSettings, progress: Progress) -> list[Result]:
     """Settle what needs no measuring (kept, blocked), then measure the rest; with ``repeats`` K, K rounds of
     one process per experiment, the order rotated each round, so slow drifts of the machine spread alike."""
+    done, pending = _settle(prepared, experiments, settings, progress)
+    if not pending:
+        return done
+    return done + _measure(prepared, pending, prepared.references[experiments[0].batch_size], settings, progress)
+
+
+def _settle(prepared: PreparedShape, experiments: list[Experiment], settings: SweepSettings, progress: Progress) -> tuple[list[Result], list]:
+    """Results for the experiments that need no measuring (kept from an earlier run, or blocked), and the
+    (experiment, fingerprint) pairs left to measure."""
     done, pending = [], []
-    machine = environment.fingerprint_fields()
+    machine = {**environment.fingerprint_fields(), **(settings.cluster.fingerprint_fields() if settings.cluster else {})}
     for experiment in experiments:
         fingerprint = plan.fingerprint(experiment, settings, prepared.model_digest, prepared.data_digest, machine)
         folder = experiment.folder(settings.output)
@@ -155,9 +178,7 @@ def _run_batch(prepared: PreparedShape, experiments: list[Experiment], settings:
             progress(experiment, progress_text(result))
         else:
             pending.append((experiment, fingerprint))
-    if not pending:
-        return done
-    return done + _measure(prepared, pending, prepared.references[experiments[0].batch_size], settings, progress)
+    return done, pending
 
 
 def _measure(prepared: PreparedShape, pending: list, data_file: Path, settings: SweepSettings, progress: Progress) -> list[Result]:

@@ -1,0 +1,86 @@
+"""``--executor ray``'s settings and its slot rule, with no Ray import: the local path never needs Ray.
+
+Two experiments never share what they measure. Each Ray task asks for:
+
+- a GPU experiment: one whole GPU (``num_gpus=1``; Ray sets ``CUDA_VISIBLE_DEVICES`` to it), of the kind
+  ``--devices`` names (Ray's ``accelerator_type:<KIND>`` resource) when given;
+- a CPU experiment: one ``deploybench_cpu_slot`` of its node. A node offers one slot by default (a local Ray
+  instance started by deploybench does; on a cluster, start each node with
+  ``ray start ... --resources '{"deploybench_cpu_slot": 1, "deploybench_node": 1}'``); a node given N slots
+  (one per NUMA node or per ``--threads`` group of cores) runs N CPU experiments side by side;
+- with ``--exclusive-node``, a CPU experiment also takes the whole ``deploybench_node`` resource, and a GPU
+  experiment a sliver of it: a CPU experiment then never runs on a node where a GPU experiment's host thread
+  runs, nor a GPU experiment beside a CPU one.
+
+Tasks ask for no Ray CPUs (``num_cpus=0``): the slots above are what keeps measurements apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from framework.errors import DeployBenchError
+
+EXECUTORS = ("local", "ray")
+CPU_SLOT = "deploybench_cpu_slot"
+NODE = "deploybench_node"
+GPU_SHARE_OF_NODE = 0.001  # what a GPU experiment takes of its node's NODE resource with --exclusive-node
+START_NODE_HINT = f"""start each node with `ray start ... --resources '{{"{CPU_SLOT}": 1, "{NODE}": 1}}'`"""
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where and how ``--executor ray`` runs the experiments."""
+
+    address: str | None = None  # "auto", "ray://host:10001", "host:port"; None: start a local Ray instance
+    exclusive_node: bool = False  # a CPU experiment takes its whole node (no GPU experiment's host thread beside it)
+    devices: tuple[str, ...] = ()  # GPU kinds (Ray accelerator types, e.g. H100) GPU experiments may run on
+
+    def validate(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise DeployBenchError("--executor ray needs the ray package: pip install 'deploybench[ray]'")
+        if self.address is not None and not self.address.strip():
+            raise DeployBenchError("--address: give 'auto', a ray:// URL or HOST:PORT (or leave it out to start a local Ray instance)")
+        if len(self.devices) > 1:
+            raise DeployBenchError(f"--devices {','.join(self.devices)}: one GPU kind per results folder for now (an experiment's folder "
+                                   f"does not name its GPU kind); run once per kind with its own --output, then compare them")  # fmt: skip
+        bad = [d for d in self.devices if not d.replace("-", "").replace("_", "").isalnum()]
+        if bad:
+            raise DeployBenchError(f"--devices {','.join(self.devices)}: a GPU kind is a Ray accelerator type such as H100 or L4, got {bad}")
+
+    def fingerprint_fields(self) -> dict:
+        """What changes an experiment's figures: the GPU kind it must run on (none: the executor does not matter,
+        so a sweep resumed with the other executor keeps what the first measured)."""
+        return {"devices": list(self.devices)} if self.devices else {}
+
+    def task_options(self, device: str) -> dict:
+        """The Ray task options that give an experiment on ``device`` (cpu or cuda) its exclusive slot."""
+        if device == "cuda":
+            options: dict = {"num_cpus": 0, "num_gpus": 1}
+            if self.devices:
+                options["accelerator_type"] = self.devices[0]
+            if self.exclusive_node:
+                options["resources"] = {NODE: GPU_SHARE_OF_NODE}
+            return options
+        return {"num_cpus": 0, "num_gpus": 0, "resources": {CPU_SLOT: 1, **({NODE: 1} if self.exclusive_node else {})}}
+
+    def missing_resources(self, devices: set[str], available: dict) -> list[str]:
+        """Why the cluster (``ray.cluster_resources()``) can never run experiments on ``devices``; empty if it can."""
+        missing = []
+        if "cpu" in devices and available.get(CPU_SLOT, 0) < 1:
+            missing.append(f"CPU experiments need the custom resource {CPU_SLOT!r} on some node: {START_NODE_HINT}")
+        if "cuda" in devices and available.get("GPU", 0) < 1:
+            missing.append("GPU experiments need a node with a GPU, and the cluster has none")
+        for kind in self.devices if "cuda" in devices else ():
+            if available.get(f"accelerator_type:{kind}", 0) <= 0:
+                kinds = sorted(k.split(":", 1)[1] for k in available if k.startswith("accelerator_type:"))
+                missing.append(f"--devices {kind}: no node of that GPU kind (the cluster has {', '.join(kinds) or 'none'})")
+        if self.exclusive_node and available.get(NODE, 0) < 1:
+            missing.append(f"--exclusive-node needs the custom resource {NODE!r} on every node: {START_NODE_HINT}")
+        return missing
+
+    def slots(self, available: dict) -> dict[str, int]:
+        """How many experiments of each device can run at once (what the progress line calls running)."""
+        return {"cuda": int(available.get("GPU", 0)), "cpu": int(available.get(CPU_SLOT, 0))}

@@ -1,0 +1,158 @@
+"""``--executor ray``: a shape's pending experiments, every batch size at once, as Ray tasks; only this
+process (the driver, holding the results lock) writes the results folder.
+
+Each experiment is one task running the same ``Job`` a local child runs (``ray_worker.measure``) in the slot
+``cluster.ClusterSettings.task_options`` gives it. The files a job names travel through Ray's object store
+(``Shipper``: each once per run), so workers need no shared folder. As each task ends, the driver saves its
+result with ``store.save_result`` (atomic, as a local run does) and prints the progress line: done, running,
+queued, ETA. A task whose worker process or node dies is retried once by Ray (``max_retries=1``), then
+recorded as failed with the reason; ``--timeout`` is applied on the worker exactly as locally. Interrupted,
+the driver cancels what still runs; finished experiments are on disk and a rerun keeps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from framework.errors import DeployBenchError, one_line
+from framework.files import write_atomic
+from framework.results.record import Result
+from framework.results.store import save_result
+from framework.results.tables import progress_text
+from framework.settings import SweepSettings
+from framework.sweep.cluster import CPU_SLOT, NODE, ClusterSettings
+from framework.sweep.job import Job
+from framework.sweep.ray_worker import Bundle, measure
+
+SKIPPED_NAMES = ("__pycache__",)
+
+
+def connect(cluster: ClusterSettings):
+    """Ray, connected once per process: to ``--address``, or to a local instance started here with one CPU
+    slot and one node resource (``cluster``'s slot rule)."""
+    try:
+        import ray
+    except ImportError:
+        raise DeployBenchError("--executor ray needs the ray package: pip install 'deploybench[ray]'") from None
+    if ray.is_initialized():
+        return ray
+    quiet = {"log_to_driver": False, "logging_level": "ERROR"}
+    try:
+        if cluster.address is None:
+            ray.init(resources={CPU_SLOT: 1, NODE: 1}, include_dashboard=False, **quiet)
+        else:
+            ray.init(address=cluster.address, **quiet)
+    except ConnectionError as exc:
+        raise DeployBenchError(f"--address {cluster.address}: cannot connect to a Ray cluster there ({one_line(exc)})") from None
+    return ray
+
+
+def measure_on_ray(jobs: list[Job], settings: SweepSettings, progress: Callable) -> list[Result]:
+    """Run every job as a Ray task at once; save each result as it arrives; return them in the jobs' order."""
+    if not jobs:
+        return []
+    cluster = settings.cluster
+    ray = connect(cluster)
+    available = ray.cluster_resources()
+    missing = cluster.missing_resources({job.device for job in jobs}, available)
+    if missing:
+        raise DeployBenchError("--executor ray: " + "; ".join(missing))
+    shipper, task = Shipper(ray), ray.remote(max_retries=1, retry_exceptions=False)(measure)
+    submitted = {}
+    for job in jobs:
+        job.result_dir.mkdir(parents=True, exist_ok=True)
+        job.write(job.result_dir / "job.json")  # `python -m framework.sweep.isolation job.json` reruns it here by hand
+        bundles, paths = shipper.job_files(job)
+        options = {**cluster.task_options(job.device), "name": job.experiment.name}
+        submitted[task.options(**options).remote(job.to_json(), bundles, paths, settings.timeout_s, settings.threads is not None)] = job
+    return collect(ray, submitted, cluster.slots(available), progress)
+
+
+def collect(ray, submitted: dict, slots: dict[str, int], progress: Callable) -> list[Result]:
+    """Wait for each task, save its result, report; cancel what is left when interrupted."""
+    results: dict[str, Result] = {}
+    waiting = dict(submitted)
+    try:
+        while waiting:
+            ready, _ = ray.wait(list(waiting), num_returns=1)
+            for ref in ready:
+                job = waiting.pop(ref)
+                results[job.run_id] = settled(ray, ref, job)
+                progress(job.experiment, f"{progress_text(results[job.run_id])} [{state_text(waiting.values(), slots)}]")
+    finally:
+        for ref in waiting:  # Ctrl-C or an error here: no worker goes on measuring for a driver that stopped
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+    return [results[job.run_id] for job in submitted.values()]
+
+
+def state_text(waiting: Iterable[Job], slots: dict[str, int]) -> str:
+    """'running 2, queued 5': running counts as many of the unfinished experiments as their slots hold."""
+    counts: dict[str, int] = {}
+    for job in waiting:
+        counts[job.device] = counts.get(job.device, 0) + 1
+    running = sum(min(n, slots.get(device, 0)) for device, n in counts.items())
+    return f"running {running}, queued {sum(counts.values()) - running}"
+
+
+def settled(ray, ref, job: Job) -> Result:
+    """The task's result saved in the experiment's folder (with the child's log); a failed result with the
+    reason when Ray lost the task after its retry or the task itself raised."""
+    from ray.exceptions import RayError, RayTaskError
+
+    try:
+        outcome = ray.get(ref)
+    except RayTaskError as exc:
+        result = job.pending_result().ended("failed", f"the experiment's Ray task raised: {one_line(exc.cause or exc)}", traceback=str(exc))
+    except RayError as exc:
+        reason = f"Ray lost the experiment's worker or node, and again when it retried it: {one_line(exc)}"
+        result = job.pending_result().ended("failed", reason)
+    else:
+        result = outcome.result
+        if outcome.child_log is not None:
+            write_atomic(job.result_dir / "child.log", outcome.child_log)
+    save_result(job.result_dir, result)
+    return result
+
+
+class Shipper:
+    """Puts the files jobs name into Ray's object store, each once: the model's folder (config, plugin file,
+    weights beside them), every ONNX graph with its external data, every batch's npz."""
+
+    def __init__(self, ray) -> None:
+        self.ray = ray
+        self.bundles: dict[tuple[Path, bool], Bundle] = {}
+
+    def job_files(self, job: Job) -> tuple[list[Bundle], dict[str, list[str]]]:
+        """The bundles a job needs, and where each path the job names lands: path -> [bundle key, name]."""
+        wanted = [(job.config_path, True), *((path, False) for path in job.graphs.values()), (job.data_file, False)]
+        if job.loader.module.startswith("deploybench_models."):  # a plugin file, imported by path on the worker
+            wanted.append((Path(job.loader.file), True))
+        bundles, paths = {}, {}
+        for path, whole_folder in wanted:
+            source = Path(path).resolve().parent if whole_folder else Path(path).resolve()
+            bundle = self.bundle(source, whole_folder)
+            bundles[bundle.key] = bundle
+            paths[str(path)] = [bundle.key, Path(path).resolve().relative_to(source).as_posix() if whole_folder else source.name]
+        return list(bundles.values()), paths
+
+    def bundle(self, source: Path, whole_folder: bool) -> Bundle:
+        if (source, whole_folder) not in self.bundles:
+            if whole_folder:
+                files = {p.relative_to(source).as_posix(): p for p in sorted(source.rglob("*")) if p.is_file() and not _hidden(p, source)}
+            else:  # the graph and its external data (``<graph>.data``), side by side
+                files = {p.name: p for p in [source, *source.parent.glob(source.name + ".data")] if p.is_file()}
+            digest, refs = hashlib.sha256(), {}
+            for name, path in files.items():
+                data = path.read_bytes()
+                digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+                refs[name] = self.ray.put(data)
+            self.bundles[(source, whole_folder)] = Bundle(digest.hexdigest()[:32], refs)
+        return self.bundles[(source, whole_folder)]
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") or part in SKIPPED_NAMES for part in path.relative_to(root).parts)
