@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from framework import shape_mix_cli
 from framework.errors import DeployBenchError, one_line
 
 MAX_BATCH_SIZE = 1 << 20
@@ -67,6 +68,10 @@ def _machine_and_tuning_arguments(run: argparse.ArgumentParser) -> None:
                      help="try each engine's documented options with short runs and measure its fastest valid configuration")  # fmt: skip
     run.add_argument("--tune-budget", type=float, default=TUNE_BUDGET_DEFAULT, metavar="SECONDS",
                      help="--tune: seconds of tuning per experiment; a configuration starts only within it (default 180)")  # fmt: skip
+    run.add_argument("--precision-search", action=argparse.BooleanOptionalAction, default=True,
+                     help="an int8/fp16 result that fails the accuracy floor: search the fastest recipe that passes (default on)")  # fmt: skip
+    run.add_argument("--search-budget", type=float, default=300.0, metavar="SECONDS",
+                     help="seconds of that search per experiment (default 300)")  # fmt: skip
     run.add_argument("--baseline", default=None, metavar="ENGINE:PRECISION",
                      help="speedups against this (default: PyTorch fp32 with default options on the row's device kind)")  # fmt: skip
     run.add_argument("--require-quiet", action="store_true",
@@ -128,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     _machine_and_tuning_arguments(run)
     _executor_arguments(run)
+    shape_mix_cli.add_arguments(run)
 
     sub.add_parser("list", parents=[common], help="models found, and which engines this machine can run")
 
@@ -270,6 +276,7 @@ def settings_from_args(args):
         batch_sizes=tuple(args.batch_sizes), measure=measure, output=args.output, exporter=args.exporter,
         keep_outliers=args.keep_outliers, isolate=not args.in_process, repeats=args.repeats, timeout_s=args.timeout, force=args.force,
         threads=args.threads, pin=args.pin, tune=args.tune, tune_budget=args.tune_budget, baseline=parse_baseline(args.baseline),
+        precision_search=args.precision_search, search_budget=args.search_budget,
         cluster=_cluster_settings(args),
     )  # fmt: skip
 
@@ -289,6 +296,8 @@ def _run(args) -> int:
     settings = settings_from_args(args)
     settings.validate()
     model = discover(args.models_dir).get(args.model)
+    if shape_mix_cli.wanted(args):  # --shape-mix / --shape-distribution: the distribution's buckets, not example shapes
+        return shape_mix_cli.run(args, model, settings)
     shapes_list = [parse_example_shapes(s) for s in args.shapes] if args.shapes else [None]
     check_example_shapes(model.load_config(), shapes_list, model.loader_class)  # bad --shapes: exit 2 before anything runs
     check_machine(args.require_quiet, None if args.quiet else print)  # one line; --require-quiet: exit 2 when busy

@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# ``compile_shapes``: torch.compile's ``dynamic``: "" None (its default: specialise, then generalise a dim
+# that changed), "static" False (one graph per shape, recompiled at each new one), "dynamic" True.
+COMPILE_SHAPES = {"": None, "static": False, "dynamic": True}
 
 
-def compile_module(module, mode: str, cache_dir: Path | None):
-    """``torch.compile(module, mode=mode)``, or ``module`` itself when ``mode`` is empty."""
+def compile_module(module, mode: str, cache_dir: Path | None, shapes: str = ""):
+    """``torch.compile(module, mode=mode, dynamic=COMPILE_SHAPES[shapes])``, or ``module`` itself when ``mode`` is empty."""
     if not mode:
         return module
     import torch
@@ -26,7 +29,11 @@ def compile_module(module, mode: str, cache_dir: Path | None):
         raise DeployBenchError(f"--option compile={mode!r}: torch.compile modes are {', '.join(COMPILE_MODES)} (or empty: eager)")
     if cache_dir is not None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(cache_dir) / "inductor")
-    return torch.compile(module, mode=mode)
+    if shapes not in COMPILE_SHAPES:
+        from framework.errors import DeployBenchError
+
+        raise DeployBenchError(f"--option compile_shapes={shapes!r}: one of {', '.join(repr(k) for k in COMPILE_SHAPES)}")
+    return torch.compile(module, mode=mode, dynamic=COMPILE_SHAPES[shapes])
 
 
 def timed_first_call(call) -> float:

@@ -3,6 +3,7 @@
 Options (``--option NAME=VALUE``):
   channels_last  (default false) 4-D float inputs and a copy of the module in NHWC memory format (oneDNN's
                                  preferred layout for convolutions).
+  compile_shapes (default "")    torch.compile's dynamic: "" its default, "static" (False), "dynamic" (True).
   compile        (default "")    a torch.compile mode; compiled in ``prepare``, recorded as compile_s.
 """
 
@@ -12,7 +13,7 @@ import copy
 
 import numpy as np
 
-from framework.engines._torch import COMPILE_MODES, compile_module, timed_first_call
+from framework.engines._torch import COMPILE_MODES, COMPILE_SHAPES, compile_module, timed_first_call
 from framework.engines.base import Engine, thread_counts
 from framework.torch_outputs import named_outputs
 
@@ -21,8 +22,8 @@ class PyTorchCPUEngine(Engine):
     name = "pytorch-cpu"
     runtime = "pytorch"
     device = "cpu"
-    options = {"channels_last": False, "compile": "", "attention": ""}
-    option_choices = {"compile": ("", *COMPILE_MODES)}
+    options = {"channels_last": False, "compile": "", "compile_shapes": "", "attention": ""}
+    option_choices = {"compile": ("", *COMPILE_MODES), "compile_shapes": tuple(COMPILE_SHAPES)}
     uses_torch = True  # torch.set_num_threads(threads) while loaded
 
     @classmethod
@@ -46,7 +47,7 @@ class PyTorchCPUEngine(Engine):
         module = self.artifacts.get_module(self.settings["attention"]).to("cpu").eval()
         if self._channels_last():  # a copy: the shared module stays the fp32 reference in its own layout
             module = copy.deepcopy(module).to(memory_format=torch.channels_last)
-        self.module = compile_module(module, self.settings["compile"], self.artifacts.cache_dir)
+        self.module = compile_module(module, self.settings["compile"], self.artifacts.cache_dir, self.settings["compile_shapes"])
         self.compile_s = None
 
     def _channels_last(self) -> bool:

@@ -3,6 +3,7 @@
 Options (``--option NAME=VALUE``):
   channels_last  (default true)  4-D float inputs and the module in NHWC memory format: tensor cores prefer it.
   cuda_graph     (default false) capture one inference and replay it; static shapes only.
+  compile_shapes (default "")    torch.compile's dynamic: "" its default, "static" (False), "dynamic" (True).
   compile        (default "")    a torch.compile mode ("default", "reduce-overhead", "max-autotune",
                                  "max-autotune-no-cudagraphs"); compiled in ``prepare``, recorded as
                                  compile_s, never in any latency (first inference included).
@@ -16,7 +17,7 @@ import copy
 import numpy as np
 
 from framework.engines._cuda import cuda_unavailable_reason, pinned_round_trip
-from framework.engines._torch import COMPILE_MODES, compile_module, timed_first_call
+from framework.engines._torch import COMPILE_MODES, COMPILE_SHAPES, compile_module, timed_first_call
 from framework.engines.base import Engine
 from framework.torch_outputs import named_outputs, output_tensors
 
@@ -26,8 +27,8 @@ class PyTorchCUDAEngine(Engine):
     runtime = "pytorch"
     device = "cuda"
     precisions = ("fp32", "fp16")
-    options = {"channels_last": True, "cuda_graph": False, "compile": "", "attention": ""}
-    option_choices = {"compile": ("", *COMPILE_MODES)}
+    options = {"channels_last": True, "cuda_graph": False, "compile": "", "compile_shapes": "", "attention": ""}
+    option_choices = {"compile": ("", *COMPILE_MODES), "compile_shapes": tuple(COMPILE_SHAPES)}
     uses_torch = True  # host threads: torch.set_num_threads(threads) while loaded
 
     @classmethod
@@ -56,7 +57,7 @@ class PyTorchCUDAEngine(Engine):
         module = copy.deepcopy(self.artifacts.get_module(self.settings["attention"])).to("cuda", dtype=self.dtype).eval()
         if self._channels_last():
             module = module.to(memory_format=torch.channels_last)
-        self.module = compile_module(module, self.settings["compile"], self.artifacts.cache_dir)
+        self.module = compile_module(module, self.settings["compile"], self.artifacts.cache_dir, self.settings["compile_shapes"])
         self.stream = torch.cuda.Stream()
         self.compile_s = None
 

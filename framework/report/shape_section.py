@@ -1,0 +1,182 @@
+"""The "Shapes as served" section: per-bucket medians, the served mix (expected latency and p99), static against
+dynamic, padding and the recommended TensorRT profiles with a ready ``config.yaml`` snippet, from every
+``shape_mix.json`` under ``<model>/shape_mix/``. Written as ``shape_mix/shape_mix.md`` (+ ``report.html``), and
+included in the model's report.md when there is one."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from framework.config import load_config
+from framework.files import write_atomic
+from framework.report.shape_chart import draw_shape_chart, value_text
+from framework.results.profiles import DEFAULT_OPT_PENALTY, expected_latency, padding_choices, recommend_profiles
+from framework.results.shape_mix_record import ShapeMixResult, load_shape_mixes
+
+FOLDER, MARKDOWN, FIGURE = "shape_mix", "shape_mix.md", "latency_vs_shape.jpg"
+PROFILE_SOURCES = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "pytorch-cuda", "onnxruntime-cpu", "pytorch-cpu")
+
+
+def write_shape_report(model_dir: Path) -> list[Path]:
+    """Figure, markdown and HTML from the saved shape-mix results; [] when there are none."""
+    from framework.report.document import markdown_to_html
+
+    folder = Path(model_dir) / FOLDER
+    results = load_shape_mixes(folder)
+    if not results:
+        return []
+    figure = draw_shape_chart(results, folder / FIGURE, Path(model_dir).name)
+    text = "\n".join(shape_markdown(results, f"{FIGURE}" if figure else None, _config_path(model_dir, results))) + "\n"
+    write_atomic(folder / MARKDOWN, text)
+    write_atomic(folder / "report.html", markdown_to_html(f"# deploybench shapes as served: {Path(model_dir).name}\n\n{text}", folder,
+                                                          title=f"deploybench shapes: {Path(model_dir).name}"))  # fmt: skip
+    return [p for p in (figure, folder / MARKDOWN, folder / "report.html") if p]
+
+
+def section_for_report(model_dir: Path) -> list[str]:
+    """The section as report.md includes it (image paths relative to the model folder); [] without results."""
+    path = Path(model_dir) / FOLDER / MARKDOWN
+    if not path.exists():
+        return []
+    return [line.replace(f"]({FIGURE})", f"]({FOLDER}/{FIGURE})") for line in path.read_text().splitlines()] + [""]
+
+
+def _config_path(model_dir: Path, results: list[ShapeMixResult]) -> Path | None:
+    job = Path(model_dir) / FOLDER / f"{results[0].engine}__{results[0].precision}__bs{results[0].batch_size}" / "shape_mix_job.json"
+    try:
+        import json
+
+        return Path(json.loads(job.read_text())["config_path"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def shape_markdown(results: list[ShapeMixResult], figure: str | None, config_path: Path | None) -> list[str]:
+    ok = [r for r in results if r.status == "ok" and r.buckets]
+    lines = ["## Shapes as served", ""]
+    if ok:
+        dims = " x ".join(ok[0].dims)
+        lines += [f"Distribution over {dims}: {len(ok[0].buckets)} buckets. Latencies are the host clock around each call "
+                  "(GPU engines: host input to host output, copies and synchronisation included), warm-up excluded. Each bucket "
+                  "is measured alone (median), then a mixed stream draws every request's bucket from the distribution "
+                  "(seeded; the draws are in shape_mix.json), so shape switches are paid as a server pays them.", ""]  # fmt: skip
+    if figure:
+        lines += [f"![latency against {dims if ok else 'shape'}]({figure})", ""]
+    lines += _failed(results)
+    if not ok:
+        return lines
+    lines += _bucket_table(ok) + _mix_table(ok) + _static_table(ok) + _padding_table(ok)
+    lines += profile_section(ok, config_path)
+    return lines
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def _failed(results: list[ShapeMixResult]) -> list[str]:
+    failed = [r for r in results if r.status != "ok"]
+    return [f"- {r.label} bs{r.batch_size}: FAILED: {r.reason}" for r in failed] + ([""] if failed else [])
+
+
+def _bucket_table(ok: list[ShapeMixResult]) -> list[str]:
+    names = [f"{r.label} bs{r.batch_size}" for r in ok]
+    lines = ["### Median latency per bucket (ms)", "", "| bucket | share | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    for i, bucket in enumerate(ok[0].buckets):
+        cells = [_ms(r.buckets[i].median_ms) if i < len(r.buckets) else "n/a" for r in ok]
+        lines.append(f"| {value_text(bucket.value)} | {100 * bucket.weight:.1f}% | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _mix_table(ok: list[ShapeMixResult]) -> list[str]:
+    lines = ["### The served mix", "",
+             "Expected latency from the bucket medians (sum of share x median), then the mixed stream as measured: its mean "
+             "(the measured expected latency), median and p99 (p99 from 459 requests on).", "",
+             "| engine | batch | expected from buckets (ms) | mix mean (ms) | mix median (ms) | mix p99 (ms) | requests | seed | "
+             "torch.compile graphs (buckets / in the mix) |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    for r in ok:
+        mix = r.mixes[0]
+        expected = expected_latency([b.weight for b in r.buckets], [b.median_ms for b in r.buckets])
+        compiles = f"{r.compiles_per_bucket} / {mix.recompiles}" if mix.recompiles is not None else "n/a (not compiled)"
+        lines.append(f"| {r.label} | {r.batch_size} | {_ms(expected)} | {_ms(mix.mean_ms)} | {_ms(mix.median_ms)} | {_ms(mix.p99_ms)} | "
+                     f"{len(mix.latencies_ms)} | {mix.seed} | {compiles} |")  # fmt: skip
+    return lines + [""]
+
+
+def _static_table(ok: list[ShapeMixResult]) -> list[str]:
+    lines = ["### Static against dynamic", "",
+             "Each bucket on an engine built for exactly its shape against the dynamic engine; the ratio is dynamic / static "
+             "(above 1: dynamism costs that factor).", "",
+             "| engine | bucket | static form | static (ms) | dynamic (ms) | dynamic / static |", "|---|---|---|---:|---:|---:|"]  # fmt: skip
+    notes = []
+    for r in ok:
+        if not r.static:
+            notes.append(f"- {r.label}: {r.static_note}")
+        for s in r.static:
+            ratio = f"{s.ratio:.2f}" if s.ratio else f"n/a ({s.error})" if s.error else "n/a"
+            lines.append(f"| {r.label} | {value_text(s.value)} | {s.how} | {_ms(s.static_ms)} | {_ms(s.dynamic_ms)} | {ratio} |")
+    return lines + [""] + notes + ([""] if notes else [])
+
+
+def _padding_table(ok: list[ShapeMixResult]) -> list[str]:
+    lines = ["### Padding (engines without profiles)", "",
+             "Each bucket run at a padded size: expected latency from the bucket medians (a padded size that was not measured "
+             "interpolated over size, marked *), and the mixed stream measured with the padding that the medians favour.", "",
+             "| engine | padding | expected from buckets (ms) | measured mix mean (ms) | measured mix p99 (ms) |",
+             "|---|---|---:|---:|---:|"]  # fmt: skip
+    for r in ok:
+        measured = {m.label: m for m in r.mixes}
+        measured["none"] = r.mixes[0]
+        choices = padding_choices([b.value for b in r.buckets], [b.weight for b in r.buckets], [b.median_ms for b in r.buckets])
+        for i, p in enumerate(choices):
+            mix = measured.get(p.label)
+            mark = " **(recommended)**" if i == 0 else ""
+            lines.append(f"| {r.label} | {p.label}{mark} | {_ms(p.expected_ms)}{'*' if p.interpolated else ''} | "
+                         f"{_ms(mix.mean_ms) if mix else '-'} | {_ms(mix.p99_ms) if mix else '-'} |")  # fmt: skip
+    return lines + [""]
+
+
+def profile_section(ok: list[ShapeMixResult], config_path: Path | None) -> list[str]:
+    """TensorRT profiles for K = 1, 2, 3 from the best available per-bucket latencies, and config snippets."""
+    source = min(ok, key=lambda r: (PROFILE_SOURCES.index(r.engine) if r.engine in PROFILE_SOURCES else 99, r.precision != "fp32", r.batch_size))
+    values, weights, medians = [b.value for b in source.buckets], [b.weight for b in source.buckets], [b.median_ms for b in source.buckets]
+    measured_trt = source.engine in ("tensorrt", "onnxruntime-tensorrt")
+    lines = ["### Recommended TensorRT profiles", "",
+             f"From the per-bucket medians of **{source.label} bs{source.batch_size}**"
+             + ("." if measured_trt else " (TensorRT was not measured here: its latencies stand in for TensorRT's).")
+             + f" Latency model: a bucket runs at its measured latency x (1 + {DEFAULT_OPT_PENALTY:g} x |log2(size / opt size)|), "
+             "as TensorRT tunes kernels for opt; the buckets, sorted, are split into K contiguous profiles by dynamic "
+             "programming, min/max the profile's smallest/largest bucket, opt the bucket minimising its expected latency. "
+             "More profiles mean one engine (or one optimization profile) per range.", "",
+             "| K | profiles (min / opt / max) | modelled expected latency (ms) |", "|---:|---|---:|"]  # fmt: skip
+    splits = {k: recommend_profiles(values, weights, medians, k) for k in range(1, min(3, len(values)) + 1)}
+    for k, split in splits.items():
+        text = "; ".join(f"{value_text(p.min)} / {value_text(p.opt)} / {value_text(p.max)}" for p in split.profiles)
+        lines.append(f"| {k} | {text} | {_ms(split.expected_ms)} |")
+    lines += ["", "Ready `config.yaml` snippets (one profile per engine; the K = 1 block replaces the inputs' `optimization`):", ""]
+    for k, split in splits.items():
+        lines += ["```yaml"] + [line for i, p in enumerate(split.profiles) for line in _snippet(config_path, source.dims, p, i, k)] + ["```", ""]
+    return lines
+
+
+def _snippet(config_path: Path | None, dims: tuple[str, ...], profile, index: int, k: int) -> list[str]:
+    lines = [f"# K={k}, profile {index + 1} of {k}: {' x '.join(dims)} {value_text(profile.min)}..{value_text(profile.max)}"]
+    config = load_config(config_path) if config_path and Path(config_path).exists() else None
+    if config is None:
+        return lines + [f"# {d}: min {lo}, opt {o}, max {hi}" for d, lo, o, hi in zip(dims, profile.min, profile.opt, profile.max)]
+    lines.append("inputs:")
+    for spec in config.inputs:
+        shapes = {}
+        for key, value in (("min", profile.min), ("opt", profile.opt), ("max", profile.max)):
+            base = list(getattr(spec.optimization, key)) if spec.optimization else [max(d, 1) for d in spec.runtime]
+            for d, v in zip(dims, value):
+                if d in spec.dims_names:
+                    base[spec.dims_names.index(d)] = v
+            shapes[key] = base
+        lines += [
+            f"  - name: {spec.name}",
+            "    shapes:",
+            f"      optimization: {{min: {shapes['min']}, opt: {shapes['opt']}, max: {shapes['max']}}}",
+        ]
+    return lines
