@@ -1,0 +1,235 @@
+"""Shapes as served (issue 16): distributions, per-bucket and mixed-stream timing, recommendations, the report.
+
+The recommendation functions are checked against a fake engine whose latency is a known function of shape, so
+the expected latency, the profile split and the padding choice have exact answers; the timing functions run
+that fake engine on a fake clock; the end-to-end test runs the real CLI on a real model and ONNX Runtime."""
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from framework.cli import main
+from framework.config import load_config
+from framework.distribution import check_profile, config_distribution, file_distribution
+from framework.errors import ConfigError, DeployBenchError
+from framework.measure.shape_mix import draw_buckets, mixed_stream, time_buckets
+from framework.results.profiles import expected_latency, padding_choices, profile_latency, recommend_profiles
+
+FIXTURES = Path(__file__).parent / "fixtures" / "models"
+VALUES = [(8,), (16,), (32,), (64,)]
+WEIGHTS = [0.4, 0.3, 0.2, 0.1]
+
+
+def linear(value) -> float:
+    """The fake engine: 1 ms per token."""
+    return float(value[0])
+
+
+def test_expected_latency_is_the_weighted_mean():
+    assert expected_latency(WEIGHTS, [linear(v) for v in VALUES]) == pytest.approx(0.4 * 8 + 0.3 * 16 + 0.2 * 32 + 0.1 * 64)
+    assert expected_latency([2, 2], [1.0, 3.0]) == pytest.approx(2.0)  # weights are normalised
+
+
+def test_one_profile_takes_the_opt_that_minimises_the_modelled_latency():
+    split = recommend_profiles(VALUES, WEIGHTS, [linear(v) for v in VALUES], k=1, opt_penalty=0.5)
+    (profile,) = split.profiles
+    assert (profile.min, profile.opt, profile.max) == ((8,), (32,), (64,))
+    # by hand: 20.8 ms unpenalised + 0.5 x (3.2 x 2 + 4.8 x 1 + 6.4 x 0 + 6.4 x 1) doublings away from 32
+    assert split.expected_ms == pytest.approx(29.6)
+
+
+def brute_force(k: int, penalty: float) -> float:
+    """Every split into k contiguous groups, every opt per group: the DP must find the minimum."""
+    best = math.inf
+    lat = [linear(v) for v in VALUES]
+    for cuts in itertools.combinations(range(1, len(VALUES)), k - 1):
+        bounds = list(zip((0, *cuts), (*cuts, len(VALUES))))
+        total = sum(min(sum(WEIGHTS[i] * profile_latency(lat[i], VALUES[i], VALUES[o], penalty) for i in range(a, b)) for o in range(a, b))
+                    for a, b in bounds)  # fmt: skip
+        best = min(best, total)
+    return best
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_profile_split_is_the_best_of_every_split(k):
+    split = recommend_profiles(VALUES, WEIGHTS, [linear(v) for v in VALUES], k=k, opt_penalty=0.3)
+    assert len(split.profiles) == k
+    assert split.expected_ms == pytest.approx(brute_force(k, 0.3))
+    assert [b for p in split.profiles for b in p.buckets] == VALUES  # contiguous, every bucket once
+    if k == 4:  # a profile per bucket: no penalty left, the unpenalised expected latency
+        assert split.expected_ms == pytest.approx(20.8)
+
+
+def test_padding_is_not_recommended_when_latency_grows_with_length():
+    choices = padding_choices(VALUES, WEIGHTS, [linear(v) for v in VALUES])
+    assert choices[0].label == "none"
+    assert choices[0].expected_ms == pytest.approx(20.8)
+    nearest = next(c for c in choices if c.label == "nearest of 64")  # everything padded to 64
+    assert nearest.expected_ms == pytest.approx(64.0) and not nearest.interpolated
+
+
+def test_padding_wins_where_the_aligned_shape_is_faster():
+    """A fake engine whose 32-token kernels are fast (aligned) and odd lengths slow: pad everything to 32."""
+    values, weights, latencies = [(8,), (16,), (24,), (32,)], [0.25] * 4, [5.0, 4.0, 6.0, 2.0]
+    best = padding_choices(values, weights, latencies)[0]
+    assert best.expected_ms == pytest.approx(2.0)
+    assert best.targets == ((32,),) * 4
+    two = next(c for c in padding_choices(values, weights, latencies) if c.label.startswith("nearest of") and c.label.count(",") == 1)
+    # exactly two sizes: the best keeps 8 alone (5 ms) and pads 16, 24 and 32 to 32 (2 ms): (5 + 3 x 2) / 4
+    assert two.label == "nearest of 8, 32" and two.expected_ms == pytest.approx(2.75)
+
+
+def test_padding_to_an_unmeasured_size_is_interpolated_and_says_so():
+    choices = {c.label: c for c in padding_choices([(10,), (30,)], [0.5, 0.5], [1.0, 3.0], multiples=(20,))}
+    assert choices["multiple of 20"].targets == ((20,), (40,))
+    assert choices["multiple of 20"].interpolated  # 20 read off the line from (10, 1 ms) to (30, 3 ms): 2 ms
+    assert choices["multiple of 20"].expected_ms == pytest.approx((2.0 + 3.0) / 2)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def fake_steps(clock: FakeClock):
+    """The fake engine's steps, one per bucket: each call takes exactly linear(value) ms on the fake clock."""
+
+    def step(ms: float):
+        def run():
+            clock.now += int(ms * 1e6)
+
+        return run
+
+    return [step(linear(v)) for v in VALUES]
+
+
+def test_bucket_timing_and_mixed_stream_of_a_fake_engine_are_exact():
+    clock = FakeClock()
+    timings = time_buckets(fake_steps(clock), {"iterations": None, "warmup": 2, "min_duration_s": 0.2, "max_duration_s": 2.0}, clock=clock)
+    assert [float(np.median(t.latencies_ns)) / 1e6 for t in timings] == [8.0, 16.0, 32.0, 64.0]
+    draws = draw_buckets(WEIGHTS, 20000, seed=7)
+    assert np.array_equal(draws, draw_buckets(WEIGHTS, 20000, seed=7))  # seeded
+    latencies = np.array(mixed_stream(fake_steps(clock), draws, clock=clock)) / 1e6
+    assert np.array_equal(latencies, [linear(VALUES[d]) for d in draws])
+    shares = np.bincount(draws, minlength=4) / draws.size
+    assert np.allclose(shares, WEIGHTS, atol=0.015)
+    assert latencies.mean() == pytest.approx(20.8, rel=0.03)  # the mix's mean is the expected latency
+
+
+def write_config(tmp_path: Path, distribution: str) -> Path:
+    text = (FIXTURES / "tiny_two_inputs" / "config.yaml").read_text() + distribution
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_config_distribution_is_read_and_normalised(tmp_path):
+    config = load_config(write_config(tmp_path, "distribution:\n  dims: [sequence]\n  buckets: {4: 3, 2: 1}\n"))
+    found = config_distribution(config)
+    assert found.values == ((2,), (4,)) and found.weights == (0.25, 0.75)
+    assert found.runtime_shapes(config, (4,), 3) == [(3, 4), (3, 1)]  # sequence filled, batch from the run, fixed dims kept
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "problem"),
+    [
+        ("distribution:\n  dims: [words]\n  buckets: {4: 1}\n", "distribution.dims[0]", "not a dynamic dim"),
+        ("distribution:\n  dims: [batch_size]\n  buckets: {4: 1}\n", "distribution.dims[0]", "batch_size is the run's"),
+        ("distribution:\n  dims: [sequence]\n  buckets: [{shape: [4], weight: 1}, {shape: [8], weight: -2}]\n",
+         "distribution.buckets[1].weight", "finite number >= 0"),
+        ("distribution:\n  dims: [sequence]\n  buckets: {0: 1}\n", "distribution.buckets.0", "positive whole number"),
+        ("distribution:\n  dims: [sequence]\n  buckets: {4: 0}\n", "distribution.buckets", "sum to 0"),
+        ("distribution:\n  dims: [sequence]\n  buckets: []\n", "distribution.buckets", "non-empty list"),
+    ],
+)  # fmt: skip
+def test_config_distribution_errors_name_file_and_field(tmp_path, text, field, problem):
+    path = write_config(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        config_distribution(load_config(path))
+    assert caught.value.path == str(path) and caught.value.field == field and problem in caught.value.problem
+
+
+def test_observed_shapes_from_csv_and_json(tmp_path):
+    config = load_config(FIXTURES / "tiny_two_inputs" / "config.yaml")
+    (tmp_path / "seen.csv").write_text("sequence\n4\n4\n8\n4\n")
+    found = file_distribution(tmp_path / "seen.csv", config)
+    assert found.values == ((4,), (8,)) and found.weights == (0.75, 0.25)
+    (tmp_path / "seen.json").write_text(json.dumps([{"sequence": 2}, {"sequence": 6}]))
+    assert file_distribution(tmp_path / "seen.json", config).values == ((2,), (6,))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        ("bad.csv", "sequence\n4\nfour\n", "row 3: expected a positive whole number, got 'four'"),
+        ("bad.csv", "sequence\n", "no requests"),
+        ("bad.csv", "height\n4\n", ".dims[0]: 'height' is not a dynamic dim"),
+        ("bad.json", "{not json", "not valid JSON"),
+        ("bad.json", '{"dims": ["sequence"], "requests": [[4], [4, 5]]}', "requests[1]: 2 values"),
+    ],
+)
+def test_observed_shape_file_errors_name_the_file_and_row(tmp_path, name, text, problem):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(DeployBenchError) as caught:
+        file_distribution(tmp_path / name, load_config(FIXTURES / "tiny_two_inputs" / "config.yaml"))
+    assert str(tmp_path / name) in str(caught.value) and problem in str(caught.value)
+
+
+def test_many_observed_lengths_are_binned_with_a_warning(tmp_path):
+    lengths = np.random.default_rng(0).integers(1, 33, 2000)
+    (tmp_path / "seen.csv").write_text("sequence\n" + "\n".join(map(str, lengths)) + "\n")
+    with pytest.warns(UserWarning, match="binned into"):
+        found = file_distribution(tmp_path / "seen.csv", load_config(FIXTURES / "tiny_two_inputs" / "config.yaml"))
+    assert len(found.values) <= 24 and found.values[-1] == (32,)
+    assert sum(found.weights) == pytest.approx(1.0)
+
+
+def test_shapes_outside_the_profile_fail_for_tensorrt_and_warn_elsewhere(tmp_path):
+    path = write_config(tmp_path, "distribution:\n  dims: [sequence]\n  buckets: {8: 1, 64: 1}\n")  # the profile allows 1..32
+    config = load_config(path)
+    found = config_distribution(config)
+    with pytest.raises(DeployBenchError, match=r"sequence\) = 64, outside 1\.\.32 of .*inputs\[0\]\.shapes\.optimization.*tensorrt cannot"):
+        check_profile(found, config, ["onnxruntime-cpu", "tensorrt"], 1)
+    with pytest.warns(UserWarning, match="outside 1..32"):
+        check_profile(found, config, ["onnxruntime-cpu"], 1)
+
+
+def test_shape_mix_flags_refuse_what_does_not_apply(capsys):
+    code = main(["run", "tiny_cnn", "--models-dir", str(FIXTURES), "--shape-mix", "--shapes", "[(16,16,3)]"])
+    assert code == 2 and "give one of them" in capsys.readouterr().err
+    code = main(["run", "tiny_cnn", "--models-dir", str(FIXTURES), "--shape-mix"])
+    assert code == 2 and "config.yaml has no 'distribution'" in capsys.readouterr().err
+
+
+def test_end_to_end_on_a_real_model(tmp_path, capsys):
+    """tiny_cnn (dynamic height and width) on ONNX Runtime and eager PyTorch, each in its own process."""
+    (tmp_path / "seen.csv").write_text("height,width\n16,16\n16,16\n16,16\n32,32\n48,48\n")
+    code = main(["run", "tiny_cnn", "--models-dir", str(FIXTURES), "--shape-distribution", str(tmp_path / "seen.csv"),
+                 "--engines", "onnxruntime-cpu,pytorch-cpu", "--threads", "1", "--mix-iterations", "500",
+                 "--output", str(tmp_path / "out")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    folder = tmp_path / "out" / "tiny_cnn" / "shape_mix"
+    ort = json.loads((folder / "onnxruntime-cpu__fp32__bs1" / "shape_mix.json").read_text())
+    assert ort["status"] == "ok" and [b["value"] for b in ort["buckets"]] == [[16, 16], [32, 32], [48, 48]]
+    assert [b["weight"] for b in ort["buckets"]] == pytest.approx([0.6, 0.2, 0.2])
+    unpadded = ort["mixes"][0]
+    assert unpadded["label"] == "unpadded" and len(unpadded["latencies_ms"]) == len(unpadded["draws"]) == 500
+    assert np.array_equal(unpadded["draws"], draw_buckets([0.6, 0.2, 0.2], 500, 0))  # the recorded draws are the seeded ones
+    assert all(b["median_ms"] > 0 for b in ort["buckets"])
+    assert [s["how"] for s in ort["static"]] == ["fixed-dims ONNX graph"] * 3 and all(s["static_ms"] > 0 for s in ort["static"])
+    torch_result = json.loads((folder / "pytorch-cpu__fp32__bs1" / "shape_mix.json").read_text())
+    assert torch_result["static"] == [] and "no static form" in torch_result["static_note"]
+    text = (folder / "shape_mix.md").read_text()
+    for heading in ("### The served mix", "### Static against dynamic", "### Padding", "### Recommended TensorRT profiles", "optimization: {min:"):
+        assert heading in text
+    assert "onnxruntime-cpu fp32 bs1** (TensorRT was not measured here" in text
+    image = (folder / "latency_vs_shape.jpg").read_bytes()
+    assert image[:3] == b"\xff\xd8\xff" and len(image) > 10_000
+    assert "mix mean" in capsys.readouterr().out
