@@ -149,6 +149,9 @@ def build_markdown(model_dir: Path, results: list[Result], speedup_of: dict[int,
     top_k = top_k_tables(results)
     if top_k:
         lines += [top_k.replace("## shape", "## Shape")]
+    from framework.report.shape_section import section_for_report  # --shape-mix's section, where it ran
+
+    lines += section_for_report(model_dir)
     return "\n".join(lines) + "\n"
 
 

@@ -57,7 +57,9 @@ def load_distribution(model: RegisteredModel, distribution_file: Path | None) ->
 
 def run_shape_mix(model: RegisteredModel, settings: SweepSettings, mix: MixSettings, report: Callable[[str], None] = print) -> list[ShapeMixResult]:
     """Measure every engine x precision x batch size across the distribution; write tables, figure, report."""
+    from framework.report.document import write_report
     from framework.report.shape_section import write_shape_report
+    from framework.results.store import load_results
     from framework.sweep.isolation import start_fork_server
 
     settings.validate()
@@ -86,6 +88,8 @@ def run_shape_mix(model: RegisteredModel, settings: SweepSettings, mix: MixSetti
                     report(f"{result.label} bs{batch_size}: {_outcome(result)}")
                     results.append(result)
     written = write_shape_report(model_dir)
+    if load_results(model_dir):  # the model's report.md includes the section too
+        written += list(write_report(model_dir))
     report(f"shape mix: {', '.join(str(p) for p in written)}")
     return results
 
