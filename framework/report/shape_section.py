@@ -43,13 +43,15 @@ def section_for_report(model_dir: Path) -> list[str]:
 
 
 def _config_path(model_dir: Path, results: list[ShapeMixResult]) -> Path | None:
-    job = Path(model_dir) / FOLDER / f"{results[0].engine}__{results[0].precision}__bs{results[0].batch_size}" / "shape_mix_job.json"
-    try:
-        import json
+    """The model's config.yaml, as a shape-mix job names it (for the snippets' fixed dims)."""
+    import json
 
-        return Path(json.loads(job.read_text())["config_path"])
-    except (OSError, ValueError, KeyError):
-        return None
+    for job in sorted((Path(model_dir) / FOLDER).glob("*/shape_mix_job.json")):
+        try:
+            return Path(json.loads(job.read_text())["config_path"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
 
 
 def shape_markdown(results: list[ShapeMixResult], figure: str | None, config_path: Path | None) -> list[str]:
@@ -94,7 +96,7 @@ def _mix_table(ok: list[ShapeMixResult]) -> list[str]:
              "Expected latency from the bucket medians (sum of share x median), then the mixed stream as measured: its mean "
              "(the measured expected latency), median and p99 (p99 from 459 requests on).", "",
              "| engine | batch | expected from buckets (ms) | mix mean (ms) | mix median (ms) | mix p99 (ms) | requests | seed | "
-             "torch.compile graphs (buckets / in the mix) |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+             "torch.compile graphs (load and buckets / in the mix) |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for r in ok:
         mix = r.mixes[0]
         expected = expected_latency([b.weight for b in r.buckets], [b.median_ms for b in r.buckets])
@@ -108,14 +110,16 @@ def _static_table(ok: list[ShapeMixResult]) -> list[str]:
     lines = ["### Static against dynamic", "",
              "Each bucket on an engine built for exactly its shape against the dynamic engine; the ratio is dynamic / static "
              "(above 1: dynamism costs that factor).", "",
-             "| engine | bucket | static form | static (ms) | dynamic (ms) | dynamic / static |", "|---|---|---|---:|---:|---:|"]  # fmt: skip
+             "| engine | bucket | static form | static (ms) | dynamic (ms) | dynamic / static | graphs compiled (static) |",
+             "|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
     notes = []
     for r in ok:
         if not r.static:
             notes.append(f"- {r.label}: {r.static_note}")
         for s in r.static:
             ratio = f"{s.ratio:.2f}" if s.ratio else f"n/a ({s.error})" if s.error else "n/a"
-            lines.append(f"| {r.label} | {value_text(s.value)} | {s.how} | {_ms(s.static_ms)} | {_ms(s.dynamic_ms)} | {ratio} |")
+            compiles = "n/a" if s.compiles is None else str(s.compiles)
+            lines.append(f"| {r.label} | {value_text(s.value)} | {s.how} | {_ms(s.static_ms)} | {_ms(s.dynamic_ms)} | {ratio} | {compiles} |")
     return lines + [""] + notes + ([""] if notes else [])
 
 

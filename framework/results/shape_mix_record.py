@@ -70,6 +70,7 @@ class StaticBucket:
     dynamic_ms: float
     how: str  # "fixed-dims ONNX graph", "torch.compile(dynamic=False)", "CUDA graph", "TensorRT exact profile"
     error: str = ""
+    compiles: int | None = None  # torch.compile graphs the static engine compiled (None: not compiled)
 
     @property
     def ratio(self) -> float | None:
@@ -93,7 +94,7 @@ class ShapeMixResult:
     mixes: tuple[MixRun, ...] = ()
     static: tuple[StaticBucket, ...] = ()
     static_note: str = ""  # why there is no static form, where there is none
-    compiles_per_bucket: int | None = None  # torch.compile graphs compiled while measuring the buckets
+    compiles_per_bucket: int | None = None  # torch.compile graphs compiled from load to the end of the buckets (all of them)
     engine_settings: dict = field(default_factory=dict)
 
     @property

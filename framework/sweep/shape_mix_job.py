@@ -90,8 +90,8 @@ def _study(job: MixJob) -> ShapeMixResult:
     inputs = {value: bucket_inputs(job, config, value) for value in dist.values}
     result = dataclasses.replace(job.empty_result(), options=dynamic_options(cls, job.options))
     with cls(artifacts, job.precision, result.options) as engine:
+        compiled = compiled_graphs()  # before prepare: a dynamic engine compiles its one graph there
         engine.prepare(inputs[dist.values[0]])
-        compiled = compiled_graphs()
         steps = {value: engine.make_step(inputs[value]) for value in dist.values}
         timings = time_buckets([steps[v] for v in dist.values], job.run_length)
         compiles = None if compiled is None or compiled_graphs() is None else compiled_graphs() - compiled

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from framework.config import ShapeProfile
 from framework.errors import one_line
+from framework.measure.shape_mix import compiled_graphs
 from framework.measure.timing import time_host
 from framework.results.shape_mix_record import StaticBucket
 from framework.shapes import shape_tag
@@ -53,8 +54,10 @@ def static_buckets(job, cls, artifacts, inputs: dict, dynamic_ms: list[float]) -
     try:
         for value, dynamic in zip(job.distribution.values, dynamic_ms):
             try:
+                before = compiled_graphs()
                 static = _time_static(job, cls, artifacts, how, inputs[value], scratch)
-                found.append(StaticBucket(tuple(value), static, dynamic, how))
+                compiles = compiled_graphs() - before if how == STATIC_COMPILE and before is not None else None
+                found.append(StaticBucket(tuple(value), static, dynamic, how, compiles=compiles))
             except Exception as exc:  # one bucket that cannot be built does not hide the others
                 found.append(StaticBucket(tuple(value), None, dynamic, how, error=one_line(exc)))
     finally:

@@ -29,7 +29,7 @@ from framework.sweep import plan
 from framework.sweep.job import LoaderRef
 from framework.sweep.shape_mix_job import JOB_FILE, MixJob, child_entry, run_mix_job
 from framework.sweep.shape_task import ShapeTask, prepare, prepare_in_child
-from framework.sweep.tune import SHORT, SHORT_WARMUP
+from framework.sweep.tune import SHORT, SHORT_WARMUP, label
 
 FOLDER = "shape_mix"
 DEFAULT_MIX_ITERATIONS = 1000  # enough for p99 (deploybench shows p99 from 459 samples)
@@ -84,7 +84,7 @@ def run_shape_mix(model: RegisteredModel, settings: SweepSettings, mix: MixSetti
                     continue
                 for batch_size in settings.batch_sizes:
                     job = _job(model, engine, precision, batch_size, settings, mix, distribution, graphs, cache_dir)
-                    result = _run(job, settings, model_dir / FOLDER / f"{engine}__{precision}__bs{batch_size}")
+                    result = _run(job, settings, model_dir / FOLDER / experiment_folder(job))
                     report(f"{result.label} bs{batch_size}: {_outcome(result)}")
                     results.append(result)
     written = write_shape_report(model_dir)
@@ -92,6 +92,14 @@ def run_shape_mix(model: RegisteredModel, settings: SweepSettings, mix: MixSetti
         written += list(write_report(model_dir))
     report(f"shape mix: {', '.join(str(p) for p in written)}")
     return results
+
+
+def experiment_folder(job: MixJob) -> str:
+    """``<engine>__<precision>__bs<batch>``, and the options that differ from the engine's defaults (threads aside),
+    so an eager and a compiled run of one engine sit side by side."""
+    options = {k: v for k, v in engine_class(job.engine).configuration(job.options).items() if k not in ("threads", "cpus")}
+    extra = f"__{safe_component(label(options))}" if options else ""
+    return f"{job.engine}__{job.precision}__bs{job.batch_size}{extra}"
 
 
 def _runnable(engine: str, report) -> bool:
@@ -137,14 +145,14 @@ def _run(job: MixJob, settings: SweepSettings, folder: Path) -> ShapeMixResult:
     """In a child (``settings.isolate``) or here; a crash or timeout becomes a failed result, saved."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / FILE).unlink(missing_ok=True)
+    job_path = folder / JOB_FILE  # also what the report reads the config's path from
+    write_atomic(job_path, json.dumps(job.to_json(), indent=1))
     if not settings.isolate:
         result = run_mix_job(job)
         result.save(folder)
         return result
     from framework.sweep.isolation import describe_exit, run_child
 
-    job_path = folder / JOB_FILE
-    write_atomic(job_path, json.dumps(job.to_json(), indent=1))
     code = run_child(child_entry, (str(job_path), str(folder)), settings.timeout_s, "experiment")
     if code is None or not (folder / FILE).exists():
         why = f"timed out after {settings.timeout_s:g} s (child process killed)" if code is None else describe_exit(code)
