@@ -1,0 +1,176 @@
+"""``--executor ray`` on a real two-node Ray cluster on this machine (``ray start --head`` and ``ray start
+--address``, each node with its own work folder so no file is shared but through Ray): the same results as
+the local executor, a worker killed mid-experiment loses nothing, an interrupted driver's rerun measures
+nothing twice. Driver runs are ``deploybench run`` subprocesses, so this process never imports Ray."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from framework.cli import main
+from framework.errors import DeployBenchError
+from framework.sweep.cluster import CPU_SLOT, NODE, ClusterSettings
+from framework.sweep.ray_worker import WORK_ROOT_VARIABLE
+from tests.test_faults import REPO, make_model, records
+
+RUN = ["--engines", "pytorch-cpu,onnxruntime-cpu", "--batch-sizes", "1,2,4", "--iterations", "3", "--warmup", "0",
+       "--min-duration", "0", "--threads", "1", "--sample-interval-ms", "0"]  # fmt: skip
+EXPERIMENTS = 6  # 2 engines x fp32 x 3 batch sizes
+# A local test cluster without Ray's token authentication (on by default since Ray 2.5x), and no RAY_ADDRESS of the caller's.
+RAY_ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "disabled"}
+SLOW_IN_EXPERIMENTS = (
+    "if os.environ.get('DEPLOYBENCH_ROLE') == 'experiment':\n"
+    "                    time.sleep({seconds})\n"
+    "                return self.head(torch.relu(self.conv(image)).mean(dim=(2, 3)))"
+)  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two Ray nodes on this machine, one CPU slot each, each with its own work folder; stopped afterwards."""
+    pytest.importorskip("ray", reason="needs the ray package (pip install 'deploybench[ray]')")
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    root = Path(tempfile.mkdtemp(prefix="dbray", dir="/tmp"))  # short: Ray's socket paths live under it
+    port, resources = _free_port(), json.dumps({CPU_SLOT: 1, NODE: 1})
+    common = ["--num-cpus=1", "--num-gpus=0", f"--resources={resources}", "--object-store-memory=200000000", "--disable-usage-stats"]
+    nodes = [root / "node-head", root / "node-second"]
+    try:
+        head_start = [ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={root / 'ray'}", *common]
+        head = subprocess.run(head_start, env={**RAY_ENV, WORK_ROOT_VARIABLE: str(nodes[0])}, check=True, capture_output=True, text=True, timeout=180)
+        address = re.search(r"ray start --address='([^']+)'", head.stdout + head.stderr).group(1)
+        subprocess.run([ray_cli, "start", f"--address={address}", *common],
+                       env={**RAY_ENV, WORK_ROOT_VARIABLE: str(nodes[1])}, check=True, capture_output=True, timeout=180)  # fmt: skip
+        yield address, nodes
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], check=False, capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _driver(models: Path, name: str, out: Path, address: str, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "framework.cli", "run", name, "--models-dir", str(models), "--output", str(out), *RUN,
+               "--executor", "ray", "--address", address, *extra]  # fmt: skip
+    return subprocess.Popen(command, cwd=REPO, env=RAY_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _run_driver(models: Path, name: str, out: Path, address: str, *extra: str) -> tuple[int, str]:
+    driver = _driver(models, name, out, address, *extra)
+    output, _ = driver.communicate(timeout=300)
+    return driver.returncode, output
+
+
+def _run_ids(out: Path, name: str) -> dict:
+    return {key: record["run_id"] for key, record in records(out, name).items()}
+
+
+@pytest.mark.slow
+def test_a_ray_sweep_gives_the_results_the_local_executor_gives(cluster, tmp_path):
+    address, nodes = cluster
+    models = make_model(tmp_path / "models", "same_set")
+    assert main(["run", "same_set", "--models-dir", str(models), "--output", str(tmp_path / "local"), "--quiet", *RUN]) == 0
+    code, output = _run_driver(models, "same_set", tmp_path / "ray", address)
+    assert code == 0, output
+    local, remote = records(tmp_path / "local", "same_set"), records(tmp_path / "ray", "same_set")
+    assert len(remote) == EXPERIMENTS and set(remote) == set(local)
+    assert {k: (r["status"], r["validity"]) for k, r in remote.items()} == {k: (r["status"], r["validity"]) for k, r in local.items()}
+    assert all(r["latency"]["n"] >= 3 and r["agreement"]["worst"]["max_abs_error"] < 1e-4 for r in remote.values())
+    assert len({r["machine"]["node"]["node_id"] for r in remote.values()}) == 2  # both nodes measured
+    for node in nodes:  # each node got the files through Ray, into its own folder, and left no scratch behind
+        assert any((node / "files").rglob("config.yaml")) and not any((node / "runs").iterdir())
+    folder = tmp_path / "ray" / "same_set" / "16x16x3" / "pytorch-cpu__fp32__bs2"
+    assert {"summary.json", "latencies.csv", "job.json", "child.log"} <= {p.name for p in folder.iterdir()}
+    assert "running" in output and "queued" in output and "ETA" in output
+    code, output = _run_driver(models, "same_set", tmp_path / "ray", address)  # resume: nothing measured again
+    assert code == 0 and output.count("kept from an earlier run") == EXPERIMENTS
+    assert {k: r["run_id"] for k, r in records(tmp_path / "ray", "same_set").items()} == {k: r["run_id"] for k, r in remote.items()}
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_experiment_is_retried_and_nothing_is_lost(cluster, tmp_path):
+    address, _ = cluster
+    marker = tmp_path / "first-attempt.pid"
+    hang_once = (f"if os.environ.get('DEPLOYBENCH_ROLE') == 'experiment' and not os.path.exists({str(marker)!r}):\n"
+                 f"                    open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(60)\n"
+                 "                return self.head(torch.relu(self.conv(image)).mean(dim=(2, 3)))")  # fmt: skip
+    models = make_model(tmp_path / "models", "killed", forward=hang_once, extra="import time")
+    driver = _driver(models, "killed", tmp_path / "out", address, "--timeout", "120")
+    deadline = time.monotonic() + 120
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    assert marker.exists(), driver.communicate()[0]
+    import psutil
+
+    child = psutil.Process(int(marker.read_text()))  # the experiment's process <- fork server <- Ray worker
+    worker = child.parent().parent()
+    assert "ray::" in " ".join(worker.cmdline()) or "default_worker" in " ".join(worker.cmdline()), worker.cmdline()
+    worker.send_signal(signal.SIGKILL)
+    output, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 0, output
+    found = records(tmp_path / "out", "killed")
+    assert len(found) == EXPERIMENTS and all(r["status"] == "ok" for r in found.values()), output
+    assert worker.pid not in {r["machine"]["node"]["worker_pid"] for r in found.values()}  # the killed attempt gave nothing
+
+
+@pytest.mark.slow
+def test_an_interrupted_driver_reruns_and_measures_nothing_twice(cluster, tmp_path):
+    address, _ = cluster
+    models = make_model(tmp_path / "models", "interrupted", forward=SLOW_IN_EXPERIMENTS.format(seconds=0.3), extra="import time")
+    out = tmp_path / "out"
+    driver = _driver(models, "interrupted", out, address)
+    deadline = time.monotonic() + 180
+    while not records(out, "interrupted") and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGINT)
+    output, _ = driver.communicate(timeout=120)
+    before = _run_ids(out, "interrupted")
+    assert driver.returncode == 130 and "finished experiments are kept" in output, output
+    assert 1 <= len(before) < EXPERIMENTS, output
+    code, output = _run_driver(models, "interrupted", out, address)
+    after = _run_ids(out, "interrupted")
+    assert code == 0 and len(after) == EXPERIMENTS, output
+    assert {k: after[k] for k in before} == before and output.count("kept from an earlier run") == len(before)
+    code, output = _run_driver(models, "interrupted", out, address)
+    assert code == 0 and _run_ids(out, "interrupted") == after and output.count("kept from an earlier run") == EXPERIMENTS
+
+
+def test_the_slot_rule_gives_gpus_whole_and_cpu_experiments_a_slot_of_their_own():
+    plain, exclusive = ClusterSettings(), ClusterSettings(exclusive_node=True, devices=("H100",))
+    assert plain.task_options("cuda") == {"num_cpus": 0, "num_gpus": 1}
+    assert plain.task_options("cpu") == {"num_cpus": 0, "num_gpus": 0, "resources": {CPU_SLOT: 1}}
+    assert exclusive.task_options("cpu")["resources"] == {CPU_SLOT: 1, NODE: 1}
+    gpu = exclusive.task_options("cuda")
+    assert gpu["accelerator_type"] == "H100" and 0 < gpu["resources"][NODE] < 1  # no CPU experiment fits beside it
+    missing = exclusive.missing_resources({"cpu", "cuda"}, {"GPU": 2.0, "accelerator_type:L4": 1.0})
+    assert any(CPU_SLOT in m and "ray start" in m for m in missing) and any("--devices H100" in m and "L4" in m for m in missing)
+    assert ClusterSettings().missing_resources({"cpu"}, {CPU_SLOT: 2.0}) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--executor", "ray", "--repeats", "3"], "--executor ray does not support --repeats"),
+     (["--executor", "ray", "--tune"], "--executor ray does not support --tune"),
+     (["--executor", "ray", "--devices", "H100,L4"], "one GPU kind per results folder"),
+     (["--address", "auto"], "--address: only with --executor ray")],
+)  # fmt: skip
+def test_what_the_ray_executor_cannot_do_is_refused_before_anything_runs(flags, message, tmp_path, capsys):
+    pytest.importorskip("ray", reason="needs the ray package (pip install 'deploybench[ray]')")
+    models = make_model(tmp_path / "models", "refused")
+    assert main(["run", "refused", "--models-dir", str(models), "--output", str(tmp_path / "out"), *flags]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out" / "refused").exists()
+    with pytest.raises(DeployBenchError, match="ray://"):
+        ClusterSettings(address=" ").validate()
