@@ -233,3 +233,19 @@ def test_end_to_end_on_a_real_model(tmp_path, capsys):
     image = (folder / "latency_vs_shape.jpg").read_bytes()
     assert image[:3] == b"\xff\xd8\xff" and len(image) > 10_000
     assert "mix mean" in capsys.readouterr().out
+
+
+def test_torch_compile_dynamic_against_static_counts_compiled_graphs(tmp_path, capsys):
+    """pytorch-cpu with compile: the dynamic engine (dynamic=True) compiles once and never again in the mix; the
+    static form compiles a graph per bucket (dynamic=False), each counted."""
+    (tmp_path / "seen.csv").write_text("height,width\n16,16\n16,16\n32,32\n")
+    code = main(["run", "tiny_cnn", "--models-dir", str(FIXTURES), "--shape-distribution", str(tmp_path / "seen.csv"),
+                 "--engines", "pytorch-cpu", "--option", "compile=default", "--threads", "1", "--mix-iterations", "100",
+                 "--output", str(tmp_path / "out")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "out" / "tiny_cnn" / "shape_mix" / "pytorch-cpu__fp32__bs1__compile_default" / "shape_mix.json").read_text())
+    assert result["status"] == "ok" and result["options"]["compile_shapes"] == "dynamic"
+    assert result["compiles_per_bucket"] >= 1
+    assert [m["recompiles"] for m in result["mixes"]] == [0] * len(result["mixes"])  # nothing compiled inside the timed stream
+    assert [s["how"] for s in result["static"]] == ["torch.compile(dynamic=False)"] * 2
+    assert all(s["compiles"] >= 1 and s["static_ms"] > 0 for s in result["static"])
