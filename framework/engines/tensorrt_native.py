@@ -214,6 +214,23 @@ class TensorRTEngine(Engine):
         return pinned_round_trip(self.stream, [inputs[n] for n in device_inputs], list(device_inputs.values()),
                                  self._launcher(), lambda: list(device_outputs.values()))  # fmt: skip
 
+    def make_shape_step(self, inputs: dict[str, np.ndarray]):
+        """A host step that sets its input shapes and tensor addresses on every call (``set_input_shape``,
+        ``infer_shapes``, ``set_tensor_address``, then ``execute_async_v3``): the shape-mix stream alternates
+        buckets on this one execution context, and ``make_step`` binds once, so its steps would run on the last
+        bound shape. This is what serving several shapes costs TensorRT (one profile: no profile switch; no CUDA
+        graph, which fixes one shape)."""
+        self._require_loaded("make_shape_step")
+        device_inputs = self._device_inputs(inputs)
+        device_outputs = self._execute(device_inputs)  # allocates the outputs once; every call rebinds them
+        context, names, handle = self.context, self.output_names, self.stream.cuda_stream
+
+        def run() -> None:
+            bind_and_execute(context, device_inputs, names, lambda name, _: device_outputs[name], lambda t: t.data_ptr(), handle)
+
+        return pinned_round_trip(self.stream, [inputs[n] for n in device_inputs], list(device_inputs.values()), run,
+                                 lambda: list(device_outputs.values()))  # fmt: skip
+
     def _describe(self) -> dict:
         return {
             "tensorrt": getattr(self.trt, "__version__", "unknown"),

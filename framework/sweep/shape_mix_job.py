@@ -80,6 +80,12 @@ def dynamic_options(cls, options: dict) -> dict:
     return dict(options)
 
 
+def shape_step_maker(engine):
+    """The engine's step for a stream that alternates shapes: ``make_shape_step`` where the engine's plain steps
+    share one binding (native TensorRT's execution context), else ``make_step`` (each step owns its buffers)."""
+    return getattr(engine, "make_shape_step", engine.make_step)
+
+
 def _study(job: MixJob) -> ShapeMixResult:
     from framework.sweep.shape_static import static_buckets
 
@@ -92,7 +98,8 @@ def _study(job: MixJob) -> ShapeMixResult:
     with cls(artifacts, job.precision, result.options) as engine:
         compiled = compiled_graphs()  # before prepare: a dynamic engine compiles its one graph there
         engine.prepare(inputs[dist.values[0]])
-        steps = {value: engine.make_step(inputs[value]) for value in dist.values}
+        make_step = shape_step_maker(engine)
+        steps = {value: make_step(inputs[value]) for value in dist.values}
         timings = time_buckets([steps[v] for v in dist.values], job.run_length)
         compiles = None if compiled is None or compiled_graphs() is None else compiled_graphs() - compiled
         buckets = tuple(_bucket(v, w, t) for v, w, t in zip(dist.values, dist.weights, timings))
@@ -119,7 +126,7 @@ def _mixes(job: MixJob, config: ModelConfig, engine, steps: dict, medians: list[
     if padded is not None:
         for target in padded.targets:
             if target not in steps:  # a padded size that is not a bucket: its own inputs and step, warmed up
-                steps[target] = engine.make_step(bucket_inputs(job, config, target))
+                steps[target] = shape_step_maker(engine)(bucket_inputs(job, config, target))
                 for _ in range(3):
                     steps[target]()
         runs.append(_stream(job, padded.label, list(padded.targets), steps, draws))
