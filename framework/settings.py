@@ -87,6 +87,8 @@ class SweepSettings:
     pin: bool = False  # pin each experiment's child process to one CPU of each of `threads` physical cores
     tune: bool = False  # try each engine's options first and measure its fastest valid configuration (sweep.tune)
     tune_budget: float = 180.0  # seconds of tuning per experiment (a configuration starts only within it)
+    precision_search: bool = True  # an int8/fp16 result that fails the floor: search a recipe that passes (sweep.precision_search)
+    search_budget: float = 300.0  # seconds of that search per experiment
     baseline: tuple[str, str] | None = None  # speedups against (engine, precision); None: PyTorch fp32 eager per device
     cluster: ClusterSettings | None = None  # --executor ray: where and in which slots experiments run (sweep.cluster)
 
@@ -137,6 +139,8 @@ class SweepSettings:
             raise DeployBenchError(f"--repeats {self.repeats}: needs a positive count, and separate processes (not --in-process)")
         if not math.isfinite(self.tune_budget) or self.tune_budget < 0:
             raise DeployBenchError(f"--tune-budget must be a finite number of seconds >= 0, got {self.tune_budget}")
+        if not math.isfinite(self.search_budget) or self.search_budget <= 0:
+            raise DeployBenchError(f"--search-budget must be a finite number of seconds > 0, got {self.search_budget}")
         if not math.isfinite(self.timeout_s) or self.timeout_s <= 0:
             raise DeployBenchError(f"the per-experiment timeout must be a positive number, got {self.timeout_s}")
         self._validate_threads()

@@ -277,6 +277,7 @@ class Result(Record):
     configuration: dict = field(default_factory=dict)  # the engine options that differ from its defaults (threads aside)
     compile_s: float | None = None  # torch.compile's first call (or a build on first use), never in any latency
     tuning: dict | None = None  # with --tune: configurations tried, seconds spent, the budget (``sweep.tune``)
+    recipe_search: dict | None = None  # int8/fp16 recipe search: a step, or the search that chose this graph (``sweep.precision_search``)
     machine: dict = field(default_factory=dict)  # CPU, GPUs and driver, library versions (environment.fingerprint_fields)
     validity: str | None = None
     invalid_reasons: tuple[str, ...] = ()

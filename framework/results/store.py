@@ -27,6 +27,7 @@ from framework.results.record import Result, Samples
 
 REPEATS_DIR = "repeats"  # <experiment>/repeats/<k>/: the raw files of each process of a --repeats run
 TUNING_DIR = "tuning"  # <experiment>/tuning/<label>/: one configuration --tune tried (status "tuning")
+SEARCH_DIR = "search"  # <experiment>/search/<step>/: one recipe the precision search measured (status "search")
 SUMMARY = "summary.json"
 LATENCIES = "latencies.csv"
 TIMELINE = "resources.csv"
@@ -126,7 +127,7 @@ def experiment_folders(root: Path) -> list[Path]:
     folders = []
     for path in sorted(root.rglob(SUMMARY)):
         parts = path.relative_to(root).parts[:-1]
-        if REPEATS_DIR not in parts and TUNING_DIR not in parts and "cache" not in parts and not any(p.startswith(".") for p in parts):
+        if not {REPEATS_DIR, TUNING_DIR, SEARCH_DIR, "cache"} & set(parts) and not any(p.startswith(".") for p in parts):
             folders.append(path.parent)
     return folders
 

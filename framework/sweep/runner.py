@@ -29,7 +29,7 @@ from framework.results.store import REPEATS_DIR, is_complete, save_result
 from framework.results.tables import progress_text
 from framework.settings import SweepSettings
 from framework.shapes import shape_tag
-from framework.sweep import plan, tune
+from framework.sweep import plan, precision_search, tune
 from framework.sweep.isolation import run_and_save, run_in_child, start_fork_server
 from framework.sweep.job import Job, LoaderRef
 from framework.sweep.prepare import PreparedShape
@@ -191,6 +191,7 @@ def _measure(prepared: PreparedShape, pending: list, data_file: Path, settings: 
             target = folder if settings.repeats == 1 else folder / REPEATS_DIR / str(repeat)
             job = make_job(experiment, prepared, settings, fingerprint, data_file, target, tuned.get(experiment))
             result = _measured(job, tuned.get(experiment), settings)
+            result = precision_search.searched(result, job, prepared, settings, lambda j, t: _run_job(j, settings, t), progress.report)
             measured[experiment].append(result)
             if settings.repeats > 1:
                 progress(experiment, f"process {repeat + 1}/{settings.repeats}: {progress_text(result)}", False)
