@@ -249,3 +249,21 @@ def test_torch_compile_dynamic_against_static_counts_compiled_graphs(tmp_path, c
     assert [m["recompiles"] for m in result["mixes"]] == [0] * len(result["mixes"])  # nothing compiled inside the timed stream
     assert [s["how"] for s in result["static"]] == ["torch.compile(dynamic=False)"] * 2
     assert all(s["compiles"] >= 1 and s["static_ms"] > 0 for s in result["static"])
+
+
+def test_results_of_an_older_distribution_are_left_out_of_the_report(tmp_path):
+    import os
+
+    from framework.results.shape_mix_record import BucketLatency, ShapeMixResult, load_shape_mixes
+
+    def result(engine: str, weights: list[float]) -> ShapeMixResult:
+        buckets = tuple(BucketLatency(v, w, linear(v), (linear(v), linear(v)), 10, "converged") for v, w in zip(VALUES, weights))
+        return ShapeMixResult("m", engine, "fp32", 1, {}, ("sequence",), buckets=buckets)
+
+    old = result("pytorch-cpu", [0.25] * 4).save(tmp_path / "old")
+    os.utime(old, (1, 1))
+    result("onnxruntime-cpu", WEIGHTS).save(tmp_path / "new")
+    ShapeMixResult("m", "tensorrt", "fp32", 1, {}, ("sequence",), status="failed", reason="no GPU").save(tmp_path / "failed")
+    with pytest.warns(UserWarning, match="old measured another distribution"):
+        kept = load_shape_mixes(tmp_path)
+    assert sorted(r.engine for r in kept) == ["onnxruntime-cpu", "tensorrt"]  # the failed one is shown with its reason

@@ -9,6 +9,7 @@ derived again.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -102,6 +103,10 @@ class ShapeMixResult:
         extra = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()) if k not in ("threads", "cpus"))
         return f"{self.engine} {self.precision}" + (f" ({extra})" if extra else "")
 
+    def distribution_key(self) -> tuple:
+        """The distribution measured (dims, bucket values and shares; failed results carry only the dims)."""
+        return (self.dims, tuple((b.value, round(b.weight, 12)) for b in self.buckets) if self.buckets else None)
+
     def to_json(self) -> dict:
         return {"schema_version": SCHEMA_VERSION, **asdict(self)}
 
@@ -122,11 +127,25 @@ class ShapeMixResult:
 
 
 def load_shape_mixes(root: Path) -> list[ShapeMixResult]:
-    """Every ``shape_mix.json`` under ``root``, in a stable order; unreadable ones are skipped."""
-    results = []
+    """The ``shape_mix.json`` files under ``root`` measured on the same distribution as the newest one, in a stable
+    order: results of another distribution (an earlier run's) are left out with a warning, and so are unreadable
+    files."""
+    found = []
     for path in sorted(Path(root).glob(f"*/{FILE}")):
         try:
-            results.append(ShapeMixResult.from_json(json.loads(path.read_text())))
-        except (OSError, ValueError, TypeError, KeyError):
-            continue
-    return results
+            found.append((path.stat().st_mtime, path, ShapeMixResult.from_json(json.loads(path.read_text()))))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            warnings.warn(f"{path}: not a readable shape-mix result ({type(exc).__name__}: {exc}); skipped", stacklevel=2)
+    if not found:
+        return []
+    measured = [item for item in found if item[2].buckets] or found  # a failed result carries no buckets
+    key = max(measured, key=lambda item: item[0])[2].distribution_key()
+
+    def matches(result: ShapeMixResult) -> bool:
+        return result.distribution_key() == key or (not result.buckets and result.dims == key[0])
+
+    same = [r for _, _, r in found if matches(r)]
+    others = [str(p.parent.name) for _, p, r in found if not matches(r)]
+    if others:
+        warnings.warn(f"{root}: {', '.join(others)} measured another distribution than the newest result; left out of the report", stacklevel=2)
+    return same
