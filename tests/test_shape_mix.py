@@ -233,6 +233,11 @@ def test_end_to_end_on_a_real_model(tmp_path, capsys):
     image = (folder / "latency_vs_shape.jpg").read_bytes()
     assert image[:3] == b"\xff\xd8\xff" and len(image) > 10_000
     assert "mix mean" in capsys.readouterr().out
+    assert b"data:image/jpeg;base64" in (folder / "report.html").read_bytes()  # self-contained: the figure inlined
+    from framework.report.document import build_markdown
+
+    report = build_markdown(folder.parent, [])  # the model's report.md includes the section, figure path from the model folder
+    assert "## Shapes as served" in report and "](shape_mix/latency_vs_shape.jpg)" in report
 
 
 def test_torch_compile_dynamic_against_static_counts_compiled_graphs(tmp_path, capsys):

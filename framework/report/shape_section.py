@@ -18,20 +18,17 @@ FOLDER, MARKDOWN, FIGURE = "shape_mix", "shape_mix.md", "latency_vs_shape.jpg"
 PROFILE_SOURCES = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "pytorch-cuda", "onnxruntime-cpu", "pytorch-cpu")
 
 
-def write_shape_report(model_dir: Path) -> list[Path]:
-    """Figure, markdown and HTML from the saved shape-mix results; [] when there are none."""
-    from framework.report.document import markdown_to_html
-
+def write_shape_report(model_dir: Path) -> tuple[Path | None, Path | None, str]:
+    """The figure and shape_mix.md from the saved shape-mix results; returns their paths (None when there are no
+    results, or no figure) and the markdown (``sweep.shape_study`` also writes it as HTML)."""
     folder = Path(model_dir) / FOLDER
     results = load_shape_mixes(folder)
     if not results:
-        return []
+        return None, None, ""
     figure = draw_shape_chart(results, folder / FIGURE, Path(model_dir).name)
     text = "\n".join(shape_markdown(results, f"{FIGURE}" if figure else None, _config_path(model_dir, results))) + "\n"
     write_atomic(folder / MARKDOWN, text)
-    write_atomic(folder / "report.html", markdown_to_html(f"# deploybench shapes as served: {Path(model_dir).name}\n\n{text}", folder,
-                                                          title=f"deploybench shapes: {Path(model_dir).name}"))  # fmt: skip
-    return [p for p in (figure, folder / MARKDOWN, folder / "report.html") if p]
+    return figure, folder / MARKDOWN, text
 
 
 def section_for_report(model_dir: Path) -> list[str]:

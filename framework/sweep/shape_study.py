@@ -57,7 +57,7 @@ def load_distribution(model: RegisteredModel, distribution_file: Path | None) ->
 
 def run_shape_mix(model: RegisteredModel, settings: SweepSettings, mix: MixSettings, report: Callable[[str], None] = print) -> list[ShapeMixResult]:
     """Measure every engine x precision x batch size across the distribution; write tables, figure, report."""
-    from framework.report.document import write_report
+    from framework.report.document import markdown_to_html, write_report
     from framework.report.shape_section import write_shape_report
     from framework.results.store import load_results
     from framework.sweep.isolation import start_fork_server
@@ -87,7 +87,15 @@ def run_shape_mix(model: RegisteredModel, settings: SweepSettings, mix: MixSetti
                     result = _run(job, settings, model_dir / FOLDER / experiment_folder(job))
                     report(f"{result.label} bs{batch_size}: {_outcome(result)}")
                     results.append(result)
-    written = write_shape_report(model_dir)
+    figure, markdown, text = write_shape_report(model_dir)
+    written = [p for p in (figure, markdown) if p]
+    if text:  # a self-contained HTML of the section, images inlined
+        html = model_dir / FOLDER / "report.html"
+        write_atomic(
+            html,
+            markdown_to_html(f"# deploybench, shapes as served: {model.name}\n\n{text}", model_dir / FOLDER, f"deploybench shapes: {model.name}"),
+        )
+        written.append(html)
     if load_results(model_dir):  # the model's report.md includes the section too
         written += list(write_report(model_dir))
     report(f"shape mix: {', '.join(str(p) for p in written)}")
