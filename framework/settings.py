@@ -146,7 +146,7 @@ class SweepSettings:
         self._validate_threads()
         if self.cluster is not None:
             self.cluster.validate()
-            flags = (("--tune", self.tune), ("--repeats", self.repeats > 1), ("--pin", self.pin), ("--in-process", not self.isolate))
+            flags = (("--tune", self.tune), ("--pin", self.pin), ("--in-process", not self.isolate))
             refused = [flag for flag, on in flags if on]
             if refused:
                 raise DeployBenchError(f"--executor ray does not support {', '.join(refused)} yet: use the local executor for those")

@@ -148,6 +148,25 @@ def test_an_interrupted_driver_reruns_and_measures_nothing_twice(cluster, tmp_pa
     assert code == 0 and _run_ids(out, "interrupted") == after and output.count("kept from an earlier run") == EXPERIMENTS
 
 
+@pytest.mark.slow
+def test_repeats_on_ray_are_separate_processes_merged_as_locally(cluster, tmp_path):
+    address, _ = cluster
+    models = make_model(tmp_path / "models", "repeated")
+    code, output = _run_driver(models, "repeated", tmp_path / "out", address, "--engines", "onnxruntime-cpu", "--batch-sizes", "1", "--repeats", "3")
+    assert code == 0, output
+    (record,) = records(tmp_path / "out", "repeated").values()
+    assert record["repeats"] == 3 and len(record["process_medians_ms"]) == 3 and record["status"] == "ok"
+    folder = tmp_path / "out" / "repeated" / "16x16x3" / "onnxruntime-cpu__fp32__bs1"
+    assert sorted(p.name for p in (folder / "repeats").iterdir()) == ["0", "1", "2"] and "process 3/3" in output
+
+
+def test_the_local_executor_never_imports_ray(tmp_path):
+    models = make_model(tmp_path / "models", "local_only")
+    argv = ["run", "local_only", "--models-dir", str(models), "--output", str(tmp_path / "out"), *RUN, "--engines", "onnxruntime-cpu", "--quiet"]
+    code = f"import sys; from framework.cli import main; code = main({argv!r}); print(code, 'ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()[-2:] == ["0", "False"]
+
+
 def test_the_slot_rule_gives_gpus_whole_and_cpu_experiments_a_slot_of_their_own():
     plain, exclusive = ClusterSettings(), ClusterSettings(exclusive_node=True, devices=("H100",))
     assert plain.task_options("cuda") == {"num_cpus": 0, "num_gpus": 1}
@@ -162,7 +181,7 @@ def test_the_slot_rule_gives_gpus_whole_and_cpu_experiments_a_slot_of_their_own(
 
 @pytest.mark.parametrize(
     ("flags", "message"),
-    [(["--executor", "ray", "--repeats", "3"], "--executor ray does not support --repeats"),
+    [(["--executor", "ray", "--in-process"], "--executor ray does not support --in-process"),
      (["--executor", "ray", "--tune"], "--executor ray does not support --tune"),
      (["--executor", "ray", "--devices", "H100,L4"], "one GPU kind per results folder"),
      (["--address", "auto"], "--address: only with --executor ray")],

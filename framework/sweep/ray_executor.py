@@ -26,6 +26,7 @@ from framework.settings import SweepSettings
 from framework.sweep.cluster import CPU_SLOT, NODE, ClusterSettings
 from framework.sweep.job import Job
 from framework.sweep.ray_worker import Bundle, measure
+from framework.sweep.repeats import merge_repeats
 
 SKIPPED_NAMES = ("__pycache__",)
 
@@ -50,10 +51,25 @@ def connect(cluster: ClusterSettings):
     return ray
 
 
-def measure_on_ray(jobs: list[Job], settings: SweepSettings, progress: Callable) -> list[Result]:
-    """Run every job as a Ray task at once; save each result as it arrives; return them in the jobs' order."""
+def measure_on_ray(groups: list[list[Job]], settings: SweepSettings, progress: Callable) -> list[Result]:
+    """Run every job as a Ray task at once and save each result as it arrives; return one result per group
+    (an experiment's job, or with ``--repeats K`` its K processes' jobs, merged as a local run merges them)."""
+    jobs = [job for group in groups for job in group]
     if not jobs:
         return []
+    results = dict(zip((job.run_id for job in jobs), submit(jobs, settings, progress)))
+    merged = []
+    for group in groups:
+        result = results[group[0].run_id] if len(group) == 1 else merge_repeats([results[job.run_id] for job in group])
+        if len(group) > 1:
+            save_result(group[0].experiment.folder(settings.output), result)
+            progress(group[0].experiment, progress_text(result))
+        merged.append(result)
+    return merged
+
+
+def submit(jobs: list[Job], settings: SweepSettings, progress: Callable) -> list[Result]:
+    """Every job a Ray task in its slot, at once; the results in the jobs' order, each saved as it arrives."""
     cluster = settings.cluster
     ray = connect(cluster)
     available = ray.cluster_resources()
@@ -68,11 +84,12 @@ def measure_on_ray(jobs: list[Job], settings: SweepSettings, progress: Callable)
         bundles, paths = shipper.job_files(job)
         options = {**cluster.task_options(job.device), "name": job.experiment.name}
         submitted[task.options(**options).remote(job.to_json(), bundles, paths, settings.timeout_s, settings.threads is not None)] = job
-    return collect(ray, submitted, cluster.slots(available), progress)
+    return collect(ray, submitted, cluster.slots(available), progress, settings.repeats)
 
 
-def collect(ray, submitted: dict, slots: dict[str, int], progress: Callable) -> list[Result]:
-    """Wait for each task, save its result, report; cancel what is left when interrupted."""
+def collect(ray, submitted: dict, slots: dict[str, int], progress: Callable, repeats: int = 1) -> list[Result]:
+    """Wait for each task, save its result, report (with ``--repeats``, each process as one step of its
+    experiment); cancel what is left when interrupted."""
     results: dict[str, Result] = {}
     waiting = dict(submitted)
     try:
@@ -81,7 +98,8 @@ def collect(ray, submitted: dict, slots: dict[str, int], progress: Callable) -> 
             for ref in ready:
                 job = waiting.pop(ref)
                 results[job.run_id] = settled(ray, ref, job)
-                progress(job.experiment, f"{progress_text(results[job.run_id])} [{state_text(waiting.values(), slots)}]")
+                process = f"process {int(job.result_dir.name) + 1}/{repeats}: " if repeats > 1 else ""
+                progress(job.experiment, f"{process}{progress_text(results[job.run_id])} [{state_text(waiting.values(), slots)}]", repeats == 1)
     finally:
         for ref in waiting:  # Ctrl-C or an error here: no worker goes on measuring for a driver that stopped
             with contextlib.suppress(Exception):

@@ -136,13 +136,16 @@ def _run_shape(model: RegisteredModel, shapes, engines: list[str], settings: Swe
 def _run_shape_on_ray(prepared: PreparedShape, engines: list[str], settings: SweepSettings, progress: Progress) -> list[Result]:
     from framework.sweep.ray_executor import measure_on_ray
 
-    done, jobs = [], []
+    done, groups = [], []  # per experiment, its job (or one per process with --repeats)
     for batch_size in settings.batch_sizes:
         experiments = plan.experiments(prepared.model, prepared.tag, prepared.shapes, engines, settings, batch_size)
         settled, pending = _settle(prepared, experiments, settings, progress)
         done += settled
-        jobs += [make_job(e, prepared, settings, fp, prepared.references[batch_size], e.folder(settings.output)) for e, fp in pending]
-    return done + measure_on_ray(jobs, settings, progress)
+        for e, fp in pending:
+            folder = e.folder(settings.output)
+            targets = [folder] if settings.repeats == 1 else [folder / REPEATS_DIR / str(k) for k in range(settings.repeats)]
+            groups.append([make_job(e, prepared, settings, fp, prepared.references[batch_size], target) for target in targets])
+    return done + measure_on_ray(groups, settings, progress)
 
 
 def _run_batch(prepared: PreparedShape, experiments: list[Experiment], settings: SweepSettings, progress: Progress) -> list[Result]:
