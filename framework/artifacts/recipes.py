@@ -159,6 +159,7 @@ def _convert_fp16(recipe: Recipe, source: Path, target: Path, _batches: list) ->
     onnx.save(model, str(target))
 
 
+INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
 FP16_CANDIDATE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Erf")
 
 
@@ -173,8 +174,8 @@ def converted_nodes(recipe: Recipe, source_model, built_model) -> list[str]:
     if recipe.kind == "fp16":
         return fp16_candidates(source_model, sorted(set(recipe.settings["keep_fp32_ops"])))
     names = {n.name for n in source_model.graph.node}
-    if recipe.kind == "dynamic":
-        return [n.name[: -len("_quant")] for n in built_model.graph.node if n.name.endswith("_quant") and n.name[: -len("_quant")] in names]
+    if recipe.kind == "dynamic":  # ``<node>_quant``; a Gemm is split first, into ``<gemm>_MatMul``, the name it excludes by
+        return [n.name.removesuffix("_quant") for n in built_model.graph.node if n.op_type in INTEGER_OPS and n.name.endswith("_quant")]
     dequantized = {out for n in built_model.graph.node if n.op_type == "DequantizeLinear" for out in n.output}
     return [n.name for n in built_model.graph.node
             if n.op_type not in ("QuantizeLinear", "DequantizeLinear") and n.name in names and set(n.input) & dequantized]  # fmt: skip

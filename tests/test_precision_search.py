@@ -1,0 +1,152 @@
+"""The precision search (issue 18) on real graphs: a model with one deliberately sensitive layer (inputs spanning
+six orders of magnitude) gets a valid int8 recipe that keeps exactly that layer in float; every step is a
+measured result; the plan is cached and reused, and searched again when the calibration data change; the
+budget bounds it; a model whose first recipe passes is left alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from framework.cli import main
+from framework.results.store import SEARCH_DIR, load_result, load_results
+
+SEARCH_MODELS = Path(__file__).parent / "fixtures" / "search_models"
+RUN = ("--models-dir", str(SEARCH_MODELS), "--engines", "onnxruntime-cpu", "--precisions", "fp32,int8", "--in-process",
+       "--iterations", "20", "--min-duration", "0.1", "--quiet")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory) -> Path:
+    """One sweep of sensitive_mlp, fp32 and int8 on ONNX Runtime CPU; the model's results folder."""
+    out = tmp_path_factory.mktemp("search")
+    assert main(["run", "sensitive_mlp", "--output", str(out), *RUN]) == 0
+    return out / "sensitive_mlp"
+
+
+def _sensitive_node(prepared: Path) -> str:
+    """The node of the pre-processed fp32 graph that multiplies by the ``sensitive`` weights."""
+    return next(n.name for n in onnx.load(str(prepared)).graph.node if "sensitive" in n.input)
+
+
+def test_the_search_keeps_exactly_the_sensitive_layer_in_float(searched):
+    int8 = load_result(searched / "1x16" / "onnxruntime-cpu__int8__bs1")
+    assert int8.is_valid, int8.invalid_reasons
+    search = int8.recipe_search
+    assert search["chosen"].startswith("dynamic MatMul") or search["chosen"].startswith("static")
+    node = _sensitive_node(searched / "cache" / "1x16" / SEARCH_DIR / "model_prepared.onnx")
+    assert len(search["excluded"]) == 1 and search["excluded"][0].startswith(node), (search["excluded"], node)
+    ranking = search["rounds"][-1]["ranking"]
+    assert ranking["ranked"] == 3 and ranking["top"][0][0] == search["excluded"][0]  # the most sensitive of the three
+    assert ranking["top"][0][1] > 10 * ranking["top"][1][1]
+    first = "; ".join(search["first_invalid"])
+    assert "disagree with PyTorch fp32" in first
+    fp32 = load_result(searched / "1x16" / "onnxruntime-cpu__fp32__bs1")
+    assert fp32.recipe_search is None and not (fp32.experiment.folder(searched.parent) / SEARCH_DIR).exists()
+
+
+def test_every_step_is_a_measured_result_and_whole_graph_recipes_fail(searched):
+    folder = searched / "1x16" / "onnxruntime-cpu__int8__bs1" / SEARCH_DIR
+    steps = sorted((load_result(p) for p in folder.iterdir()), key=lambda r: r.recipe_search["step"])
+    assert steps[0].recipe_search["label"] == "static MinMax" and steps[0].recipe_search["stage"] == "first recipe"
+    labels = [s.recipe_search["label"] for s in steps]
+    assert {"static Percentile", "static Entropy", "dynamic MatMul"} <= set(labels)
+    for step in steps:
+        assert step.status == "search"
+        assert step.latency is not None and step.latency.median_ms > 0  # a measured result, not only a calibration figure
+        whole_graph = not step.recipe_search["recipe"]["excluded"]
+        assert (step.validity == "invalid") == whole_graph, (step.recipe_search["label"], step.invalid_reasons)
+    assert all(r.status != "search" for r in load_results(searched))  # steps are not experiments of the tables
+
+
+def test_a_rerun_reuses_the_plan_and_changed_calibration_data_search_again(searched):
+    from framework.sweep.recipe_candidates import SearchRequest, find_candidates
+
+    cache = searched / "cache" / "1x16"
+    request = SearchRequest(loader={}, config_path="", shapes=[[1, 16]], model_dir=str(searched), cache_dir=str(cache),
+                            source=str(cache / "model.onnx"), default_graph=str(cache / "model_int8.onnx"), engine="onnxruntime-cpu",
+                            device="cpu", graph="int8", precision="int8", calibration_samples=64, threads=1, budget_s=300.0)  # fmt: skip
+    from framework.registry import import_plugin_file
+
+    features = import_plugin_file(SEARCH_MODELS / "sensitive_mlp" / "load.py").features  # the fixture model's own data
+    batches = [{"features": features(64, seed=3)[i : i + 8]} for i in range(0, 64, 8)]
+    again = find_candidates(request, batches)
+    assert again["reused"] and [s["stage"] for s in again["steps"]] == ["first recipe"] + ["ladder"] * 5 + ["fallback"]
+    assert len(again["steps"][-1]["recipe"]["excluded"]) == 1 and again["steps"][-1]["passed"]
+    changed = [{"features": b["features"] * np.float32(1.01)} for b in batches]
+    fresh = find_candidates(request, changed)
+    assert not fresh["reused"]
+    assert fresh["steps"][1]["calibration"] != again["steps"][1]["calibration"]
+
+
+def test_the_budget_bounds_the_candidate_phase(searched, tmp_path):
+    from framework.sweep.recipe_candidates import SearchRequest, find_candidates
+
+    cache = searched / "cache" / "1x16"
+    request = SearchRequest(loader={}, config_path="", shapes=[[1, 16]], model_dir=str(tmp_path), cache_dir=str(tmp_path),
+                            source=str(cache / "model.onnx"), default_graph=str(cache / "model_int8.onnx"), engine="onnxruntime-cpu",
+                            device="cpu", graph="int8", precision="int8", calibration_samples=64, threads=1, budget_s=1e-6)  # fmt: skip
+    rng = np.random.default_rng(0)
+    plan = find_candidates(request, [{"features": rng.standard_normal((8, 16)).astype(np.float32)}])
+    assert [s["stage"] for s in plan["steps"]] == ["first recipe"] and plan["ranking"] is None
+    assert not list((tmp_path / SEARCH_DIR).glob("int8_*.onnx"))  # nothing else built
+
+
+def test_a_search_budget_that_is_not_positive_is_refused(tmp_path, capsys):
+    assert main(["run", "sensitive_mlp", "--output", str(tmp_path), *RUN, "--search-budget", "0"]) == 2
+    assert "--search-budget must be a finite number of seconds > 0, got 0.0" in capsys.readouterr().err
+
+
+def test_without_precision_search_the_first_recipe_stands(tmp_path):
+    assert main(["run", "sensitive_mlp", "--output", str(tmp_path), *RUN, "--no-precision-search"]) == 0
+    int8 = load_result(tmp_path / "sensitive_mlp" / "1x16" / "onnxruntime-cpu__int8__bs1")
+    assert int8.validity == "invalid" and int8.recipe_search is None
+    assert not (tmp_path / "sensitive_mlp" / "1x16" / "onnxruntime-cpu__int8__bs1" / SEARCH_DIR).exists()
+
+
+def test_no_search_runs_when_the_first_recipe_passes(tmp_path):
+    assert main(["run", "digits_cnn", "--output", str(tmp_path), "--engines", "onnxruntime-cpu", "--precisions", "int8", "--in-process",
+                 "--iterations", "10", "--min-duration", "0.1", "--quiet"]) == 0  # fmt: skip
+    int8 = load_result(tmp_path / "digits_cnn" / "8x8x1" / "onnxruntime-cpu__int8__bs1")
+    assert int8.is_valid and int8.recipe_search is None
+    assert not list((tmp_path / "digits_cnn").rglob(SEARCH_DIR))
+
+
+def test_fewest_exclusions_gallops_then_bisects_to_the_smallest_passing_count():
+    import time
+
+    from framework.artifacts.sensitivity import Probe, fewest_exclusions, rank_nodes
+
+    nodes = tuple(f"n{i}" for i in range(36))
+    tried = []
+
+    def probe(excluded):
+        tried.append(len(excluded))
+        return Probe(excluded, len(excluded) >= 5, {})
+
+    best, probes = fewest_exclusions(nodes, probe, time.monotonic() + 60)
+    assert best.excluded == nodes[:5] and tried == [1, 2, 4, 8, 6, 5] and len(probes) == 6
+    best, _ = fewest_exclusions(nodes[:3], lambda e: Probe(e, False, {}), time.monotonic() + 60)
+    assert best is None  # even excluding every node fails: no answer, not a wrong one
+    losses = {"a": 0.1, "b": 0.5, "c": 0.0}
+    ranking = rank_nodes(list(losses), losses.__getitem__, time.monotonic() + 60)
+    assert ranking.nodes == ("b", "a", "c") and ranking.complete
+    late = rank_nodes(list(losses), losses.__getitem__, time.monotonic() - 1)
+    assert not late.complete and late.losses == (None, None, None)
+
+
+def test_recipes_round_trip_and_each_engine_gets_the_recipes_it_can_run():
+    from framework.artifacts.recipes import Recipe, ladder
+
+    cpu, symmetric = ladder("int8", "cpu"), ladder("int8_symmetric", "cuda")
+    assert cpu[0].settings["calibrate_method"] == "MinMax" and any(r.kind == "dynamic" for r in cpu)
+    assert all(r.kind == "static" and r.settings["activation_symmetric"] for r in symmetric)
+    assert not any(r.kind == "dynamic" for r in ladder("int8", "cuda"))
+    recipe = cpu[-1].excluding(["x", "y"])
+    assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == dataclasses.replace(recipe)
+    assert recipe.label == "dynamic MatMul -2 nodes"
