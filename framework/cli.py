@@ -300,6 +300,7 @@ def _run(args) -> int:
         return shape_mix_cli.run(args, model, settings)
     shapes_list = [parse_example_shapes(s) for s in args.shapes] if args.shapes else [None]
     check_example_shapes(model.load_config(), shapes_list, model.loader_class)  # bad --shapes: exit 2 before anything runs
+    shape_mix_cli.warn_outside_profile(model, shapes_list, settings)  # outside the TensorRT profile: a warning for other engines
     check_machine(args.require_quiet, None if args.quiet else print)  # one line; --require-quiet: exit 2 when busy
     results = run_model(model, shapes_list, settings, report=None if args.quiet else print)
     failed = [r for r in results if r.status == "failed"]

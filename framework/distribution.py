@@ -228,3 +228,27 @@ def check_profile(distribution: ShapeDistribution, config: ModelConfig, engines:
     if strict:
         raise DeployBenchError(f"{text} ({', '.join(strict)} cannot run shapes outside the profile)")
     warnings.warn(f"{text} (measured anyway: these engines need no profile)", stacklevel=2)
+
+
+def warn_outside_profile(config: ModelConfig, shapes_list: list, engines: list[str], loader_class: type | None = None) -> None:
+    """``--shapes`` values whose runtime shape (default preprocessing) leaves an input's TensorRT profile (batch
+    aside): a warning naming the value and the config field, unless a TensorRT engine runs (it refuses them
+    itself, naming the same field) or the loader preprocesses in its own way (the shape is then not known here)."""
+    from framework.shapes import keeps_default_preprocess
+
+    if any(e in NEEDS_PROFILE for e in engines) or (loader_class is not None and not keeps_default_preprocess(loader_class)):
+        return
+    for shapes in shapes_list:
+        if shapes is None or len(shapes) != len(config.inputs):
+            continue
+        for i, (spec, shape) in enumerate(zip(config.inputs, shapes)):
+            runtime, profile = default_preprocessed_shape(tuple(shape), spec), spec.optimization
+            if profile is None or len(runtime) != len(profile.min):
+                continue
+            limits = zip(profile.min, runtime, profile.max)
+            outside = [f"dim {a} ({spec.dims_names[a]}) = {got} outside {lo}..{hi}" for a, (lo, got, hi) in enumerate(limits)
+                       if not lo <= got <= hi and a != spec.batch_axis]  # fmt: skip
+            if outside:
+                warnings.warn(f"--shapes {list(map(tuple, shapes))}: input {spec.name!r} {', '.join(outside)} of {config.path}: "
+                              f"inputs[{i}].shapes.optimization (measured anyway: these engines need no profile; TensorRT would refuse it)",
+                              stacklevel=2)  # fmt: skip

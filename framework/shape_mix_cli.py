@@ -40,3 +40,10 @@ def run(args, model, settings) -> int:
     if failed:
         print(f"deploybench: {len(failed)} of {len(results)} shape-mix experiments failed (see shape_mix/shape_mix.md)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def warn_outside_profile(model, shapes_list: list, settings) -> None:
+    """``--shapes`` outside the config's TensorRT profile: a warning when no TensorRT engine runs (``distribution``)."""
+    from framework.distribution import warn_outside_profile as warn
+
+    warn(model.load_config(), shapes_list, settings.chosen_engines(), model.loader_class)

@@ -272,3 +272,19 @@ def test_results_of_an_older_distribution_are_left_out_of_the_report(tmp_path):
     with pytest.warns(UserWarning, match="old measured another distribution"):
         kept = load_shape_mixes(tmp_path)
     assert sorted(r.engine for r in kept) == ["onnxruntime-cpu", "tensorrt"]  # the failed one is shown with its reason
+
+
+def test_example_shapes_outside_the_profile_warn_on_engines_without_one():
+    from framework.distribution import warn_outside_profile
+
+    config = load_config(FIXTURES / "tiny_cnn" / "config.yaml")  # profile: height and width 8..64
+    with pytest.warns(
+        UserWarning, match=r"input 'image' dim 2 \(height\) = 96 outside 8\.\.64, dim 3 \(width\) = 96 .*inputs\[0\]\.shapes\.optimization"
+    ):
+        warn_outside_profile(config, [[(96, 96, 3)]], ["onnxruntime-cpu"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_outside_profile(config, [[(32, 32, 3)], None], ["onnxruntime-cpu"])  # inside: silent
+        warn_outside_profile(config, [[(96, 96, 3)]], ["tensorrt"])  # TensorRT refuses it itself, naming the same field
