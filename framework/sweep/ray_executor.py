@@ -76,7 +76,9 @@ def submit(jobs: list[Job], settings: SweepSettings, progress: Callable) -> list
     missing = cluster.missing_resources({job.device for job in jobs}, available)
     if missing:
         raise DeployBenchError("--executor ray: " + "; ".join(missing))
-    shipper, task = Shipper(ray), ray.remote(max_retries=1, retry_exceptions=False)(measure)
+    # max_calls=0: a worker is reused, with its fork server (torch imported once), even after a GPU task (Ray's
+    # default retires it): each experiment still runs in a child of its own, whose exit frees the GPU.
+    shipper, task = Shipper(ray), ray.remote(max_retries=1, retry_exceptions=False, max_calls=0)(measure)
     submitted = {}
     for job in jobs:
         job.result_dir.mkdir(parents=True, exist_ok=True)
