@@ -79,6 +79,11 @@ def _time_static(job, cls, artifacts, how: str, inputs: dict, scratch: Path) -> 
         config = exact_profile_config(artifacts.config, shapes)
         artifacts = dataclasses.replace(artifacts, config=config, cache_dir=Path(artifacts.cache_dir) / "static" / shape_tag(list(shapes.values())))
     elif how == STATIC_COMPILE:
+        import torch
+
+        # A fresh compile per bucket, as in a fresh process: each engine's module is new, and TorchDynamo's cache
+        # per code object (limit 8 entries) would otherwise fill up and fall back to eager without failing.
+        torch._dynamo.reset()
         options["compile_shapes"] = "static"
     elif how == CUDA_GRAPH:
         options["cuda_graph"] = True
