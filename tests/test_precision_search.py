@@ -150,3 +150,18 @@ def test_recipes_round_trip_and_each_engine_gets_the_recipes_it_can_run():
     recipe = cpu[-1].excluding(["x", "y"])
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == dataclasses.replace(recipe)
     assert recipe.label == "dynamic MatMul -2 nodes"
+
+
+def test_the_report_tables_every_step_and_the_figure_draws_the_path(searched):
+    from framework.report.recipes import load_search_steps, steps_markdown
+
+    text = (searched / "report.md").read_text()
+    section = text[text.index("### Precision search: onnxruntime-cpu int8, batch 1") :].split("\n\n")[2]  # heading, sentence, table
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| step")]
+    steps = load_search_steps(searched)
+    assert len(rows) >= len(steps) >= 7 and steps_markdown(searched) in text
+    chosen = [row for row in rows if "(chosen)" in row]
+    assert len(chosen) == 1 and "| fallback | 1: `" in chosen[0] and "| valid |" in chosen[0]
+    assert rows[0].startswith("| 0 | static MinMax | first recipe | none |") and "| INVALID |" in rows[0]
+    assert all(row.rstrip(" |").endswith("x") for row in rows)  # every step's speedup against the fp32 result
+    assert (searched / "plots" / "1x16" / "accuracy_vs_latency.jpg").stat().st_size > 10_000

@@ -163,7 +163,8 @@ def draw_accuracy_vs_latency(results: list[Result], path: Path, title: str, opti
     fig, axes = figure(1, len(batches), (5.5 * len(batches) + 3, 5.6))
     legend: dict[str, object] = {}
     for ax, batch in zip(axes[0], batches):
-        legend.update(_accuracy_axes(ax, sorted(of_batch(valid, batch), key=series_key), batch, with_accuracy, metric))
+        steps = [s for s in getattr(options, "search_steps", ()) if s.experiment.batch_size == batch]
+        legend.update(_accuracy_axes(ax, sorted(of_batch(valid, batch), key=series_key), batch, with_accuracy, metric, steps))
     handles = [*legend.values(), pyplot().Line2D([], [], color="black", lw=1, ls="--")]
     legend_beside(axes[0][-1], handles, [*legend, "Pareto front (faster and as accurate)"])
     suptitle(fig, f"{title}: {metric} against latency ({marker_legend()}; tied points nudged apart sideways)")
@@ -219,15 +220,25 @@ def _quality_axis(ax, points: list[tuple[float, float]], drawn: list[tuple[float
     return abs(float(np.diff(np.log10(ax.get_ylim()))[0]))
 
 
-def _accuracy_axes(ax, chosen: list[Result], batch: int, with_accuracy: bool, metric: str) -> dict[str, object]:
-    """One batch size's points and Pareto front; returns the legend's handles by label."""
+def _accuracy_axes(ax, chosen: list[Result], batch: int, with_accuracy: bool, metric: str, steps: list[Result] = ()) -> dict[str, object]:
+    """One batch size's points and Pareto front, and the precision search's steps as a path ending at the
+    recipe it chose (``report.recipes``); returns the legend's handles by label."""
     from matplotlib.transforms import ScaledTranslation
+
+    from framework.report.recipes import draw_search_path
 
     points = [(r.latency.median_ms, _quality(r, with_accuracy)) for r in chosen]
     front = pareto_front(points)
     drawn = points if with_accuracy else [(x, max(1 - y, AGREEMENT_FLOOR)) for x, y in points]
-    log_x = wants_log(x for x, _ in drawn)
-    span_y = _quality_axis(ax, points, drawn, with_accuracy, metric)
+
+    def as_drawn(r: Result) -> float | None:
+        y = _quality(r, with_accuracy) if r.agreement or with_accuracy and r.accuracy else None
+        return y if with_accuracy or y is None else max(1 - y, AGREEMENT_FLOOR)
+
+    paths = [p for r in chosen if (r.recipe_search or {}).get("chosen")
+             for p in draw_search_path(ax, [s for s in steps if s.experiment == r.experiment], r, as_drawn)]  # fmt: skip
+    log_x = wants_log(x for x, _ in drawn + paths)
+    span_y = _quality_axis(ax, points + (paths if with_accuracy else []), drawn + paths, with_accuracy, metric)
     offsets = tie_offsets(drawn, log_x=log_x, log_y=not with_accuracy, span_y=span_y)
     handles = {}
     for i, (result, (x, y)) in enumerate(zip(chosen, drawn)):
@@ -240,7 +251,7 @@ def _accuracy_axes(ax, chosen: list[Result], batch: int, with_accuracy: bool, me
     ax.plot(*zip(*[drawn[i] for i in front]), color="black", lw=1, ls="--")
     set_scale(ax, "x", log_x)
     ax.set(xlabel=scaled_label("median latency (ms, host clock)", log_x), title=f"batch size {batch}")
-    limits = latency_limits([x for x, _ in drawn], log_x)
+    limits = latency_limits([x for x, _ in drawn + paths], log_x)
     ax.set_xlim(*limits)  # autoscale misses points drawn through a nudged transform
     for i in front:  # labels of points in the right third point left, so they stay inside the axes
         x, y = drawn[i]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from framework.files import write_atomic
 from framework.report.figures import FIGURES, plot_link
+from framework.report.recipes import load_search_steps, search_section
 from framework.results.record import Result
 from framework.results.speedup import Speedup, missing_baseline
 from framework.results.store import load_results
@@ -100,6 +101,7 @@ def shape_section(model_dir: Path, shape: str, results: list[Result], speedup_of
     sentence = speedup_sentence(results, speedup_of)
     lines += [sentence, ""] if sentence else []
     lines += tuning_section(load_results(model_dir, tuning=True), shape, results)
+    lines += search_section(load_search_steps(model_dir), results, shape)  # what the precision search tried, where it ran
     for figure in FIGURES:
         link = plot_link(shape, figure)
         if (model_dir / link).is_file():

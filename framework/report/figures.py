@@ -29,6 +29,7 @@ class FigureOptions:
     keep_outliers: bool = False  # latency plots: draw every point (by default outliers are hidden, and counted)
     baseline: tuple[str, str] | None = None  # the speedup chart's (engine, precision); None: PyTorch fp32 per device kind
     candidates: tuple = ()  # more results to find the baseline in: the configurations --tune tried (status "tuning")
+    search_steps: tuple = ()  # the precision search's measured steps (status "search"): a path in accuracy_vs_latency
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,16 @@ def draw_results(model_dir: Path, results: list[Result], options: FigureOptions 
     for shape in sorted({r.experiment.shape_tag for r in results}):
         of_shape = [r for r in results if r.experiment.shape_tag == shape]
         candidates = tuple(c for c in options.candidates if c.experiment.shape_tag == shape)
+        steps = tuple(s for s in options.search_steps if s.experiment.shape_tag == shape)
         written += draw_shape(of_shape, plots_folder(model_dir, shape), f"{Path(model_dir).name}, shape {shape}",
-                              replace(options, candidates=candidates))  # fmt: skip
+                              replace(options, candidates=candidates, search_steps=steps))  # fmt: skip
     return written
 
 
 def plot_model(model_dir: Path, keep_outliers: bool = False, baseline: tuple[str, str] | None = None) -> list[Path]:
     """Write every plot of one model from the results on disk (the configurations --tune tried as baseline
     candidates); return the files written."""
-    options = FigureOptions(keep_outliers, baseline, tuple(load_results(model_dir, tuning=True)))
+    from framework.report.recipes import load_search_steps
+
+    options = FigureOptions(keep_outliers, baseline, tuple(load_results(model_dir, tuning=True)), tuple(load_search_steps(model_dir)))
     return draw_results(Path(model_dir), load_results(model_dir), options)

@@ -45,7 +45,10 @@ def publish(model_dir: Path, keep_outliers: bool = False, tables: bool = True, r
     if not results:
         raise DeployBenchError(f"no saved experiments in {model_dir}; run `deploybench run {model_dir.name}` first")
     candidates = tuple(load_results(model_dir, tuning=True))  # draw_results keeps each shape's own
-    plots = draw_results(model_dir, results, FigureOptions(keep_outliers=keep_outliers, baseline=baseline, candidates=candidates))
+    from framework.report.recipes import load_search_steps
+
+    options = FigureOptions(keep_outliers=keep_outliers, baseline=baseline, candidates=candidates, search_steps=tuple(load_search_steps(model_dir)))
+    plots = draw_results(model_dir, results, options)
     report_md, report_html = write_report(model_dir, results, baseline) if report else (None, None)
     return Published(plots=tuple(plots), tables=tuple(model_dir / name for name in SUMMARY_FILES) if tables else (),
                      report_md=report_md, report_html=report_html, experiments=len(results))  # fmt: skip

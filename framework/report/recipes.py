@@ -1,0 +1,128 @@
+"""What the precision search tried (``sweep.precision_search``), as a table and as a path in the accuracy figure.
+
+Each step is a measured result kept under ``<experiment>/search/<step>/`` (status ``search``): its recipe, the
+nodes it kept in float, its agreement on the calibration set (what the search steered by) and on held-out data
+(the worst of the timed input, the varied inputs and the model's dataset: what judged it), its median, and its
+speedup against the same engine's fp32 result at the same batch size (ratio of medians). The chosen step is
+the one the experiment was then measured fully with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from framework.results.record import Result
+from framework.results.store import SEARCH_DIR, SUMMARY, load_result
+from framework.results.tables import sort_key
+
+NONE_VALID = "no step was valid: the first recipe's result stands"
+NAMES_SHOWN = 3  # excluded node names written out per row; the rest are counted
+
+
+def load_search_steps(model_dir: Path) -> list[Result]:
+    """Every measured search step under ``model_dir``, in experiment order, then step order."""
+    steps = []
+    for path in sorted(Path(model_dir).rglob(f"{SEARCH_DIR}/*/{SUMMARY}")):
+        if "cache" in path.relative_to(model_dir).parts:
+            continue
+        try:
+            steps.append(load_result(path.parent))
+        except Exception:  # a damaged step file: the table is written without it
+            continue
+    return sorted(steps, key=lambda r: (sort_key(r), (r.recipe_search or {}).get("step", 0)))
+
+
+def held_out_cosine(result: Result) -> float | None:
+    """The worst cosine similarity on data the search did not steer by: timed input, varied inputs, dataset."""
+    found = [a.worst.cosine_similarity for a in (result.agreement, result.agreement_after_timing, result.dataset_agreement) if a is not None]
+    return min(found) if found else None
+
+
+def _fp32_median(results: list[Result], step: Result) -> float | None:
+    e = step.experiment
+    for r in results:
+        x = r.experiment
+        if (x.engine, x.shape_tag, x.batch_size, x.precision) == (e.engine, e.shape_tag, e.batch_size, "fp32") and r.is_valid and r.headline:
+            return r.headline.median_ms
+    return None
+
+
+def _excluded_text(excluded: list[str]) -> str:
+    if not excluded:
+        return "none"
+    shown = ", ".join(f"`{n}`" for n in excluded[:NAMES_SHOWN])
+    return f"{len(excluded)}: {shown}" + (f" and {len(excluded) - NAMES_SHOWN} more" if len(excluded) > NAMES_SHOWN else "")
+
+
+def step_row(step: Result, fp32_ms: float | None, chosen: int | None) -> list[str]:
+    meta, head = step.recipe_search or {}, step.headline
+    calibration, held_out = meta.get("calibration"), held_out_cosine(step)
+    if step.validity == "valid":
+        verdict = "valid"
+    elif step.validity == "invalid":
+        verdict = "INVALID"
+    else:
+        verdict = (step.reason or step.status).replace("|", "/")[:120]
+    speedup = f"{fp32_ms / head.median_ms:.2f}x" if fp32_ms and head else "n/a"
+    return [str(meta.get("step", "?")) + (" (chosen)" if meta.get("step") == chosen else ""), meta.get("label", "?"), meta.get("stage", "?"),
+            _excluded_text(meta.get("recipe", {}).get("excluded", [])),
+            f"{calibration['cosine_similarity']:.5f}" if calibration else "n/a", f"{held_out:.5f}" if held_out is not None else "n/a",
+            verdict, f"{head.median_ms:.4g}" if head else "n/a", speedup]  # fmt: skip
+
+
+HEADER = ["step", "recipe", "stage", "nodes kept in float", "cosine, calibration", "cosine, held-out", "result", "median ms", "speedup vs fp32"]
+
+
+def search_section(steps: list[Result], results: list[Result], shape: str) -> list[str]:
+    """The report's section for one shape: per searched experiment, its steps in the order tried."""
+    lines: list[str] = []
+    for experiment in sorted({s.experiment for s in steps if s.experiment.shape_tag == shape}, key=lambda e: (e.engine, e.precision, e.batch_size)):
+        final = next((r for r in results if r.experiment == experiment), None)
+        search = (final.recipe_search if final else None) or {}
+        chosen = search.get("step")
+        rows = [s for s in steps if s.experiment == experiment]
+        fp32_ms = _fp32_median(results, rows[0])
+        fully = f", measured fully: {final.headline.median_ms:.4g} ms" if final and final.headline else ""
+        outcome = f"chosen: step {chosen}, {search.get('chosen')}{fully}" if chosen is not None else NONE_VALID
+        lines += [f"### Precision search: {experiment.engine} {experiment.precision}, batch {experiment.batch_size}", "",
+                  f"The first recipe failed the floor; {len(rows)} steps measured in {search.get('spent_s', '?')} s of "
+                  f"--search-budget {search.get('budget_s', '?')} s; {outcome}. Calibration: the agreement the search steered by; "
+                  "held-out: the worst over the timed input, the varied inputs and the model's dataset, which judged each step. "
+                  "The accuracy-vs-latency figure draws the steps as a numbered path ending at the chosen recipe.", "",
+                  "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]  # fmt: skip
+        lines += ["| " + " | ".join(step_row(s, fp32_ms, chosen)) + " |" for s in rows]
+        lines.append("")
+    return lines
+
+
+def steps_markdown(model_dir: Path) -> str:
+    """Every search's table of one model (for the terminal and scripts): ``python -m framework.report.recipes DIR``."""
+    from framework.results.store import load_results
+
+    steps, results = load_search_steps(model_dir), load_results(model_dir)
+    shapes = sorted({s.experiment.shape_tag for s in steps})
+    return "\n".join(line for shape in shapes for line in search_section(steps, results, shape))
+
+
+def draw_search_path(ax, steps: list[Result], final: Result, quality) -> list[tuple[float, float]]:
+    """The steps of ``final``'s search as a path in the order tried, ending at ``final`` (the chosen recipe
+    measured fully), at their host-clock medians as the figure draws them; ``quality(result)`` is the y value
+    as the axes draw it. Returns the points drawn."""
+    from framework.report.style import result_color
+
+    drawn = [s for s in steps if s.latency is not None and quality(s) is not None]
+    if not drawn or final.latency is None or quality(final) is None:
+        return []
+    points = [(s.latency.median_ms, quality(s)) for s in drawn] + [(final.latency.median_ms, quality(final))]
+    xs, ys = zip(*points)
+    color = result_color(final)
+    ax.plot(xs, ys, color=color, lw=0.9, alpha=0.55, ls="-", zorder=2, marker=".", markersize=5)
+    for step, (x, y) in zip(drawn, points):
+        ax.annotate(str(step.recipe_search.get("step", "")), (x, y), textcoords="offset points", xytext=(3, -9), fontsize=6, color=color)
+    return points
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(steps_markdown(Path(sys.argv[1])))
