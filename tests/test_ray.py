@@ -90,6 +90,8 @@ def test_a_ray_sweep_gives_the_results_the_local_executor_gives(cluster, tmp_pat
     assert {k: (r["status"], r["validity"]) for k, r in remote.items()} == {k: (r["status"], r["validity"]) for k, r in local.items()}
     assert all(r["latency"]["n"] >= 3 and r["agreement"]["worst"]["max_abs_error"] < 1e-4 for r in remote.values())
     assert len({r["machine"]["node"]["node_id"] for r in remote.values()}) == 2  # both nodes measured
+    assert {r["machine"]["node"]["niceness"] for r in remote.values()} == {0}  # not Ray's 15
+    assert not any("niceness" in " ".join(r["warnings"]) for r in remote.values())
     for node in nodes:  # each node got the files through Ray, into its own folder, and left no scratch behind
         assert any((node / "files").rglob("config.yaml")) and not any((node / "runs").iterdir())
     folder = tmp_path / "ray" / "same_set" / "16x16x3" / "pytorch-cpu__fp32__bs2"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def connect(cluster: ClusterSettings):
     if ray.is_initialized():
         return ray
     quiet = {"log_to_driver": False, "logging_level": "ERROR"}
+    os.environ.setdefault("RAY_worker_niceness", "0")  # a local instance's workers at normal priority (Ray's default: 15)
     try:
         if cluster.address is None:
             ray.init(resources={CPU_SLOT: 1, NODE: 1}, include_dashboard=False, **quiet)
