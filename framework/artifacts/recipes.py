@@ -156,7 +156,17 @@ def _convert_fp16(recipe: Recipe, source: Path, target: Path, _batches: list) ->
         nodes = [n for n in fp16_candidates(model, block) if n != recipe.only]
     model = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block, node_block_list=nodes or None)
     _repair_casts(model)
+    _repair_outputs(model)
     onnx.save(model, str(target))
+
+
+def _repair_outputs(model) -> None:
+    """With a ``node_block_list`` the converter can leave a graph output typed fp16 while the Cast that makes it
+    (``keep_io_types``) writes fp32; ONNX Runtime then refuses the graph. The output takes its Cast's type."""
+    casts = {n.output[0]: a.i for n in model.graph.node if n.op_type == "Cast" for a in n.attribute if a.name == "to"}
+    for output in model.graph.output:
+        if output.name in casts:
+            output.type.tensor_type.elem_type = casts[output.name]
 
 
 INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")

@@ -47,7 +47,7 @@ def needs_search(result: Result, enabled: bool, repeats: int, needs_onnx: bool) 
 
 
 def search(first: Result, job: Job, request: SearchRequest, run_job: Callable[[Job, float | None], Result], isolate: bool,
-           report: Callable[[str], None]) -> Result:  # fmt: skip
+           report: Callable[[str], None], keep: bool = True) -> Result:  # fmt: skip
     """Search, measure the steps, and return the experiment's result: the fastest valid step measured fully,
     or ``first`` (still invalid) with the search's account when no step was valid. A first round keeps 10%
     of the allowed error in reserve on the calibration set; when none of its steps is valid on held-out data,
@@ -71,7 +71,7 @@ def search(first: Result, job: Job, request: SearchRequest, run_job: Callable[[J
             report(f"{name}: candidate recipes{' and sensitivity ranking' if plan.get('ranking') else ''} reused from the cache (margin {margin:g})")
         summary["rounds"].append({"margin": margin, "planned": len(plan["steps"]), "plan_reused": bool(plan.get("reused")),
                                   "ranking": _ranking_note(plan)})  # fmt: skip
-        _measure_steps(first, job, plan["steps"], steps, run_job, deadline, report)
+        _measure_steps(first, job, plan["steps"], steps, run_job, deadline, report, keep)
     summary.update(steps=len(steps), spent_s=round(time.monotonic() - started, 1))
     best = _fastest_valid(list(steps.values()))
     if best is None:
@@ -92,10 +92,11 @@ def _saved(job: Job, result: Result, summary: dict) -> Result:
     return result
 
 
-def _measure_steps(first: Result, job: Job, planned: list[dict], steps: dict[str, Result], run_job, deadline: float, report) -> None:
+def _measure_steps(first: Result, job: Job, planned: list[dict], steps: dict[str, Result], run_job, deadline: float, report, keep: bool) -> None:
     """Measure the planned steps not measured yet in this search into ``steps``. Step 0 is the first recipe's
     own measurement; the others are measured briefly, or kept from a run with the same fingerprint. One that
-    failed on the calibration set is skipped once the budget is spent."""
+    failed on the calibration set is skipped once the budget is spent. ``keep`` False (``--force``): measure every
+    step again (the cached plan is still used: it depends on the graphs and data, not on the machine's speed)."""
     for step in planned:
         if step["graph"] in steps:
             continue
@@ -110,8 +111,8 @@ def _measure_steps(first: Result, job: Job, planned: list[dict], steps: dict[str
             continue
         else:
             fingerprint = settings_hash({"experiment": job.fingerprint, "graph": Path(step["graph"]).name, "recipe": step["recipe"]})
-            left = deadline - time.monotonic()
-            result = _kept(target, fingerprint) or _run_step(job, step, meta, target, fingerprint, run_job, None if step["passed"] else left)
+            timeout = None if step["passed"] else deadline - time.monotonic()
+            result = (_kept(target, fingerprint) if keep else None) or _run_step(job, step, meta, target, fingerprint, run_job, timeout)
         steps[step["graph"]] = result
         if meta["step"]:
             report(f"{first.experiment.name}: search step {meta['step']} {step['label']}: {_outcome(result)}")
@@ -189,4 +190,4 @@ def searched(result: Result, job: Job, prepared, settings, run_job: Callable[[Jo
 
     if not needs_search(result, settings.precision_search, settings.repeats, engine_class(job.experiment.engine).needs_onnx):
         return result
-    return search(result, job, request_for(job, prepared, settings), run_job, settings.isolate, report)
+    return search(result, job, request_for(job, prepared, settings), run_job, settings.isolate, report, keep=not settings.force)

@@ -37,6 +37,8 @@ SEARCH_DIR = "search"  # under the shape's cache folder: the candidate graphs an
 # On the calibration set a candidate must keep this share of the allowed error in reserve for held-out data: 10%
 # in the first round; when no step of it was valid on held-out data, a second round asks for half.
 MARGINS = (0.1, 0.5)
+WORST_LOSS = 2.0  # 1 - cosine of opposite outputs: what a node whose outputs overflow to Inf or NaN scores
+UNBUILT_LOSS = -1.0  # a node whose probe could not be built: ranked last
 PHASE_SHARE = 0.75  # of --search-budget, for building and judging candidates; the rest measures them
 
 
@@ -176,8 +178,13 @@ def _fallback(base: Recipe, base_graph: Path, prepared: Path, folder: Path, batc
     def loss_alone(node: str) -> float:
         with tempfile.TemporaryDirectory(prefix=".probe.", dir=folder) as scratch:
             graph = Path(scratch) / "probe.onnx"
-            build_recipe(base.quantizing_only(node), prepared, graph, batches)
-            return 1.0 - judge.figures(graph)["cosine_similarity"]
+            try:
+                build_recipe(base.quantizing_only(node), prepared, graph, batches)
+                figures = judge.figures(graph)
+            except Exception:  # the converter refuses this probe, or writes a graph ONNX Runtime refuses (fp16 casts at an output)
+                return UNBUILT_LOSS
+            cosine = figures["cosine_similarity"]
+            return WORST_LOSS if figures["has_nan_or_inf"] or not np.isfinite(cosine) else 1.0 - cosine
 
     ranking = rank_nodes(candidates, loss_alone, deadline)
     steps: list[dict] = []
