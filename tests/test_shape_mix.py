@@ -288,3 +288,20 @@ def test_example_shapes_outside_the_profile_warn_on_engines_without_one():
         warnings.simplefilter("error")
         warn_outside_profile(config, [[(32, 32, 3)], None], ["onnxruntime-cpu"])  # inside: silent
         warn_outside_profile(config, [[(96, 96, 3)]], ["tensorrt"])  # TensorRT refuses it itself, naming the same field
+
+
+def test_paired_timing_alternates_and_measures_each_side_exactly():
+    from framework.measure.shape_mix import time_paired
+
+    clock, order = FakeClock(), []
+
+    def step(name: str, ms: float):
+        def run():
+            order.append(name)
+            clock.now += int(ms * 1e6)
+
+        return run
+
+    a, b = time_paired(step("dynamic", 3.0), step("static", 2.0), {"warmup": 2, "min_iterations": 5, "min_duration_s": 0.1}, clock=clock)
+    assert set(a) == {3_000_000} and set(b) == {2_000_000} and len(a) == len(b) >= 20  # 0.1 s of 5 ms pairs
+    assert order[:6] == ["dynamic", "static"] * 3  # strictly alternating, warm-up included

@@ -58,3 +58,42 @@ def compiled_graphs() -> int | None:
     except ImportError:
         return None
     return int(counters["stats"]["unique_graphs"])
+
+
+def time_paired(first: Step, second: Step, run_length: dict, clock: Callable[[], int] = time.perf_counter_ns) -> tuple[list[int], list[int]]:
+    """``first`` and ``second`` called in alternation, each call timed (ns), after ``warmup`` calls of each: a
+    machine whose speed drifts (other processes, clocks) slows both alike, so their ratio stays honest where two
+    measurements taken minutes apart would not. Stops after ``iterations`` pairs (fixed) or, adaptive, once both
+    medians' 99% intervals are within ``target_ci`` (checked at every 20% more pairs), at least
+    ``min_iterations`` pairs and ``min_duration_s``, at most ``max_duration_s``."""
+    from framework.measure.stats import ci_half_width, median_confidence_interval
+
+    iterations, warmup = run_length.get("iterations"), run_length.get("warmup", 3)
+    need = iterations or run_length.get("min_iterations", 5)
+    min_ns, max_ns = int(run_length.get("min_duration_s", 0.0) * 1e9), int(run_length.get("max_duration_s", 2.0) * 1e9)
+    for _ in range(warmup):
+        first()
+        second()
+    a: list[int] = []
+    b: list[int] = []
+    start, check_at = clock(), need
+
+    def converged() -> bool:
+        widths = [ci_half_width(float(np.median(x)), median_confidence_interval(np.sort(np.asarray(x, dtype=float)))) for x in (a, b)]
+        return all(w is not None and w <= run_length.get("target_ci", 0.02) for w in widths)
+
+    while True:
+        t0 = clock()
+        first()
+        t1 = clock()
+        second()
+        t2 = clock()
+        a.append(t1 - t0)
+        b.append(t2 - t1)
+        elapsed = t2 - start
+        if len(a) >= need and elapsed >= min_ns and (iterations is not None or len(a) >= check_at):
+            if iterations is not None or converged():
+                return a, b
+            check_at = int(len(a) * 1.2) + 1
+        if iterations is None and elapsed >= max_ns:
+            return a, b

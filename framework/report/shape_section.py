@@ -105,8 +105,9 @@ def _mix_table(ok: list[ShapeMixResult]) -> list[str]:
 
 def _static_table(ok: list[ShapeMixResult]) -> list[str]:
     lines = ["### Static against dynamic", "",
-             "Each bucket on an engine built for exactly its shape against the dynamic engine; the ratio is dynamic / static "
-             "(above 1: dynamism costs that factor).", "",
+             "Each bucket on an engine built for exactly its shape against the dynamic engine, the two called in alternation "
+             "(so a drifting machine slows both alike; these dynamic figures are from that paired run, not the bucket table's); "
+             "the ratio is dynamic / static (above 1: dynamism costs that factor).", "",
              "| engine | bucket | static form | static (ms) | dynamic (ms) | dynamic / static | graphs compiled (static) |",
              "|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
     notes = []

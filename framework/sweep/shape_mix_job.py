@@ -105,7 +105,7 @@ def _study(job: MixJob) -> ShapeMixResult:
         buckets = tuple(_bucket(v, w, t) for v, w, t in zip(dist.values, dist.weights, timings))
         mixes = _mixes(job, config, engine, steps, [b.median_ms for b in buckets])
         settings = engine.describe()
-    static, note = static_buckets(job, cls, artifacts, inputs, [b.median_ms for b in buckets]) if job.static else ((), "not asked for")
+        static, note = static_buckets(job, cls, artifacts, inputs, steps) if job.static else ((), "not asked for")
     return dataclasses.replace(result, buckets=buckets, mixes=mixes, static=tuple(static), static_note=note,
                                compiles_per_bucket=compiles, engine_settings=settings)  # fmt: skip
 

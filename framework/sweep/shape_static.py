@@ -20,8 +20,7 @@ from pathlib import Path
 
 from framework.config import ShapeProfile
 from framework.errors import one_line
-from framework.measure.shape_mix import compiled_graphs
-from framework.measure.timing import time_host
+from framework.measure.shape_mix import compiled_graphs, time_paired
 from framework.results.shape_mix_record import StaticBucket
 from framework.shapes import shape_tag
 
@@ -44,28 +43,38 @@ def static_form(cls, options: dict) -> tuple[str | None, str]:
     return None, f"{cls.name} runs every shape the same way (eager): it has no static form"
 
 
-def static_buckets(job, cls, artifacts, inputs: dict, dynamic_ms: list[float]) -> tuple[list[StaticBucket], str]:
-    """Per bucket, a fresh engine specialised to its shape, timed like the dynamic engine's bucket."""
+def static_buckets(job, cls, artifacts, inputs: dict, dynamic_steps: dict) -> tuple[list[StaticBucket], str]:
+    """Per bucket, a fresh engine specialised to its shape, timed in alternation with the dynamic engine's step
+    for that bucket (``time_paired``: the machine's drift hits both alike), the dynamic engine still loaded."""
     how, why_not = static_form(cls, job.options)
     if how is None:
         return [], why_not
+    if how == STATIC_COMPILE:
+        _room_for_compiled_graphs(len(job.distribution.values))
     found = []
     scratch = Path(tempfile.mkdtemp(prefix="static-", dir=artifacts.cache_dir if artifacts.cache_dir else None))
     try:
-        for value, dynamic in zip(job.distribution.values, dynamic_ms):
+        for value in job.distribution.values:
             try:
-                before = compiled_graphs()
-                static = _time_static(job, cls, artifacts, how, inputs[value], scratch)
-                compiles = compiled_graphs() - before if how == STATIC_COMPILE and before is not None else None
-                found.append(StaticBucket(tuple(value), static, dynamic, how, compiles=compiles))
+                found.append(_paired(job, cls, artifacts, how, value, inputs[value], dynamic_steps[value], scratch))
             except Exception as exc:  # one bucket that cannot be built does not hide the others
-                found.append(StaticBucket(tuple(value), None, dynamic, how, error=one_line(exc)))
+                found.append(StaticBucket(tuple(value), None, float("nan"), how, error=one_line(exc)))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return found, ""
 
 
-def _time_static(job, cls, artifacts, how: str, inputs: dict, scratch: Path) -> float:
+def _room_for_compiled_graphs(buckets: int) -> None:
+    """TorchDynamo keeps at most ``recompile_limit`` (8) graphs per code object and then runs it eagerly without
+    failing: the dynamic engine's graph and one static graph per bucket (the same forward) must all fit."""
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), 2 * buckets + 8))
+
+
+def _paired(job, cls, artifacts, how: str, value, inputs: dict, dynamic_step, scratch: Path) -> StaticBucket:
     import numpy as np
 
     options = dict(job.options)
@@ -79,20 +88,17 @@ def _time_static(job, cls, artifacts, how: str, inputs: dict, scratch: Path) -> 
         config = exact_profile_config(artifacts.config, shapes)
         artifacts = dataclasses.replace(artifacts, config=config, cache_dir=Path(artifacts.cache_dir) / "static" / shape_tag(list(shapes.values())))
     elif how == STATIC_COMPILE:
-        import torch
-
-        # A fresh compile per bucket, as in a fresh process: each engine's module is new, and TorchDynamo's cache
-        # per code object (limit 8 entries) would otherwise fill up and fall back to eager without failing.
-        torch._dynamo.reset()
         options["compile_shapes"] = "static"
     elif how == CUDA_GRAPH:
         options["cuda_graph"] = True
     with cls(artifacts, job.precision, options) as engine:
+        before = compiled_graphs()
         engine.prepare(inputs)
         step = engine.make_step(inputs)
-        run_length = dict(job.run_length)
-        timing = time_host(step, run_length.pop("iterations", None), run_length.pop("warmup", 3), **run_length)
-    return float(np.median(timing.latencies_ns)) / 1e6
+        step()  # compiles (a static graph) or captures, outside the timed region
+        compiles = compiled_graphs() - before if how == STATIC_COMPILE and before is not None else None
+        dynamic, static = time_paired(dynamic_step, step, job.run_length)
+    return StaticBucket(tuple(value), float(np.median(static)) / 1e6, float(np.median(dynamic)) / 1e6, how, compiles=compiles)
 
 
 def fixed_graph(onnx_path: Path, shapes: dict[str, tuple[int, ...]], folder: Path) -> Path:
