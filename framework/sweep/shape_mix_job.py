@@ -117,11 +117,15 @@ def _bucket(value: tuple[int, ...], weight: float, timing) -> BucketLatency:
     return BucketLatency(tuple(value), weight, median, tuple(ci) if ci else (median, median), int(ms.size), timing.stop_rule)
 
 
+MIX_BLOCK = 50  # requests per block when the unpadded and padded streams are interleaved
+
+
 def _mixes(job: MixJob, config: ModelConfig, engine, steps: dict, medians: list[float]) -> tuple[MixRun, ...]:
-    """The mixed stream unpadded, then padded as the bucket medians recommend (when that is not "none")."""
+    """The mixed stream unpadded and, when the bucket medians recommend a padding (not "none"), padded: the same
+    draws, interleaved in blocks of ``MIX_BLOCK`` requests (ABBA order), so a drifting machine weighs on both."""
     dist = job.distribution
     draws = draw_buckets(dist.weights, job.mix_iterations, job.seed)
-    runs = [_stream(job, "unpadded", list(dist.values), steps, draws)]
+    streams = {"unpadded": list(dist.values)}
     padded = next((p for p in padding_choices(dist.values, dist.weights, medians) if p.label != "none"), None)
     if padded is not None:
         for target in padded.targets:
@@ -129,17 +133,17 @@ def _mixes(job: MixJob, config: ModelConfig, engine, steps: dict, medians: list[
                 steps[target] = shape_step_maker(engine)(bucket_inputs(job, config, target))
                 for _ in range(3):
                     steps[target]()
-        runs.append(_stream(job, padded.label, list(padded.targets), steps, draws))
-    return tuple(runs)
-
-
-def _stream(job: MixJob, label: str, run_values: list, steps: dict, draws: np.ndarray) -> MixRun:
-    before = compiled_graphs()
-    latencies = mixed_stream([steps[v] for v in run_values], draws)
-    after = compiled_graphs()
-    recompiles = None if before is None or after is None or not job.options.get("compile") else after - before
-    return MixRun(label, job.seed, tuple(int(d) for d in draws), tuple(tuple(v) for v in run_values),
-                  tuple(x / 1e6 for x in latencies), recompiles)  # fmt: skip
+        streams[padded.label] = list(padded.targets)
+    latencies: dict[str, list[int]] = {label: [] for label in streams}
+    recompiles: dict[str, int | None] = {label: 0 for label in streams}
+    for block, start in enumerate(range(0, len(draws), MIX_BLOCK)):
+        for label in list(streams)[:: 1 if block % 2 == 0 else -1]:
+            before = compiled_graphs()
+            latencies[label] += mixed_stream([steps[v] for v in streams[label]], draws[start : start + MIX_BLOCK])
+            after = compiled_graphs()
+            recompiles[label] = None if before is None or after is None or not job.options.get("compile") else recompiles[label] + after - before
+    return tuple(MixRun(label, job.seed, tuple(int(d) for d in draws), tuple(tuple(v) for v in values),
+                        tuple(x / 1e6 for x in latencies[label]), recompiles[label]) for label, values in streams.items())  # fmt: skip
 
 
 def bucket_inputs(job: MixJob, config: ModelConfig, value: tuple[int, ...]) -> dict[str, np.ndarray]:
