@@ -233,7 +233,9 @@ def test_end_to_end_on_a_real_model(tmp_path, capsys):
     image = (folder / "latency_vs_shape.jpg").read_bytes()
     assert image[:3] == b"\xff\xd8\xff" and len(image) > 10_000
     assert "mix mean" in capsys.readouterr().out
-    assert b"data:image/jpeg;base64" in (folder / "report.html").read_bytes()  # self-contained: the figure inlined
+    page = (folder / "report.html").read_text()
+    assert "data:image/jpeg;base64" in page  # self-contained: the figure inlined
+    assert "<pre># K=1, profile 1 of 1: height x width 16x16..48x48\ninputs:\n  - name: image\n" in page  # snippets verbatim
     from framework.report.document import build_markdown
 
     report = build_markdown(folder.parent, [])  # the model's report.md includes the section, figure path from the model folder

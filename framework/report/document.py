@@ -192,8 +192,16 @@ STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1500px} table{border-
 def markdown_to_html(text: str, base: Path, title: str) -> str:
     """The report's own markdown (headings, paragraphs, bold captions, tables, images) as one HTML page with
     every image inlined."""
-    body, table = [], []
+    body, table, code = [], [], None
     for line in text.splitlines():
+        if line.startswith("```"):  # fenced code (the shape-mix section's config.yaml snippets): verbatim
+            if code is not None:
+                body.append(f"<pre>{html.escape(chr(10).join(code))}</pre>")
+            code = [] if code is None else None
+            continue
+        if code is not None:
+            code.append(line)
+            continue
         if line.startswith("|"):
             table.append(line)
             continue
