@@ -56,7 +56,8 @@ def cluster():
         address = re.search(r"ray start --address='([^']+)'", head.stdout + head.stderr).group(1)
         subprocess.run([ray_cli, "start", f"--address={address}", *common],
                        env={**RAY_ENV, WORK_ROOT_VARIABLE: str(nodes[1])}, check=True, capture_output=True, timeout=180)  # fmt: skip
-        yield address, nodes
+        yield address, nodes, lambda name: subprocess.run([ray_cli, "start", f"--address={address}", *common], check=True, capture_output=True,
+                                                          env={**RAY_ENV, WORK_ROOT_VARIABLE: str(root / name)}, timeout=180)  # fmt: skip
     finally:
         subprocess.run([ray_cli, "stop", "--force"], check=False, capture_output=True, timeout=120)
         shutil.rmtree(root, ignore_errors=True)
@@ -80,7 +81,7 @@ def _run_ids(out: Path, name: str) -> dict:
 
 @pytest.mark.slow
 def test_a_ray_sweep_gives_the_results_the_local_executor_gives(cluster, tmp_path):
-    address, nodes = cluster
+    address, nodes, _ = cluster
     models = make_model(tmp_path / "models", "same_set")
     assert main(["run", "same_set", "--models-dir", str(models), "--output", str(tmp_path / "local"), "--quiet", *RUN]) == 0
     code, output = _run_driver(models, "same_set", tmp_path / "ray", address)
@@ -104,7 +105,7 @@ def test_a_ray_sweep_gives_the_results_the_local_executor_gives(cluster, tmp_pat
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_experiment_is_retried_and_nothing_is_lost(cluster, tmp_path):
-    address, _ = cluster
+    address, _, _ = cluster
     marker = tmp_path / "first-attempt.pid"
     hang_once = (f"if os.environ.get('DEPLOYBENCH_ROLE') == 'experiment' and not os.path.exists({str(marker)!r}):\n"
                  f"                    open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(60)\n"
@@ -130,7 +131,7 @@ def test_a_worker_killed_mid_experiment_is_retried_and_nothing_is_lost(cluster, 
 
 @pytest.mark.slow
 def test_an_interrupted_driver_reruns_and_measures_nothing_twice(cluster, tmp_path):
-    address, _ = cluster
+    address, _, _ = cluster
     models = make_model(tmp_path / "models", "interrupted", forward=SLOW_IN_EXPERIMENTS.format(seconds=0.3), extra="import time")
     out = tmp_path / "out"
     driver = _driver(models, "interrupted", out, address)
@@ -152,7 +153,7 @@ def test_an_interrupted_driver_reruns_and_measures_nothing_twice(cluster, tmp_pa
 
 @pytest.mark.slow
 def test_repeats_on_ray_are_separate_processes_merged_as_locally(cluster, tmp_path):
-    address, _ = cluster
+    address, _, _ = cluster
     models = make_model(tmp_path / "models", "repeated")
     code, output = _run_driver(models, "repeated", tmp_path / "out", address, "--engines", "onnxruntime-cpu", "--batch-sizes", "1", "--repeats", "3")
     assert code == 0, output
@@ -160,6 +161,31 @@ def test_repeats_on_ray_are_separate_processes_merged_as_locally(cluster, tmp_pa
     assert record["repeats"] == 3 and len(record["process_medians_ms"]) == 3 and record["status"] == "ok"
     folder = tmp_path / "out" / "repeated" / "16x16x3" / "onnxruntime-cpu__fp32__bs1"
     assert sorted(p.name for p in (folder / "repeats").iterdir()) == ["0", "1", "2"] and "process 3/3" in output
+
+
+@pytest.mark.slow
+def test_a_node_lost_mid_experiment_hands_its_experiment_to_the_others(cluster, tmp_path):
+    address, _, add_node = cluster
+    add_node("node-lost")  # a third node, killed below (last of the cluster's tests that need it)
+    marker = tmp_path / "on-the-lost-node.pid"
+    hang_there = (f"if os.environ.get('DEPLOYBENCH_ROLE') == 'experiment' and os.environ.get({WORK_ROOT_VARIABLE!r}, '').endswith('node-lost') "
+                  f"and not os.path.exists({str(marker)!r}):\n"
+                  f"                    open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(120)\n"
+                  "                return self.head(torch.relu(self.conv(image)).mean(dim=(2, 3)))")  # fmt: skip
+    models = make_model(tmp_path / "models", "node_lost", forward=hang_there, extra="import time")
+    driver = _driver(models, "node_lost", tmp_path / "out", address, "--engines", "pytorch-cpu", "--timeout", "240")
+    deadline = time.monotonic() + 120
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    assert marker.exists(), driver.communicate()[0]
+    import psutil
+
+    raylet = next(p for p in psutil.Process(int(marker.read_text())).parents() if p.name() == "raylet")
+    raylet.send_signal(signal.SIGKILL)  # the whole node goes: its raylet, and with it its workers
+    output, _ = driver.communicate(timeout=300)
+    found = records(tmp_path / "out", "node_lost")
+    assert driver.returncode == 0 and len(found) == 3 and all(r["status"] == "ok" for r in found.values()), output
+    assert not any(r["machine"]["node"]["work_root"].endswith("node-lost") for r in found.values())  # measured again elsewhere
 
 
 def test_the_local_executor_never_imports_ray(tmp_path):

@@ -132,4 +132,4 @@ def node_facts() -> dict:
     gpu = next((g for g in environment.gpus() if str(g["index"]) == visible), None) if visible else None
     return {"hostname": socket.gethostname(), "node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
             "worker_pid": os.getpid(), "gpu": gpu["name"] if gpu else None, "gpu_driver": gpu["driver"] if gpu else None,
-            "cuda_visible_devices": visible or None}  # fmt: skip
+            "cuda_visible_devices": visible or None, "work_root": str(work_root())}  # fmt: skip
