@@ -19,7 +19,7 @@ mode="${1:-all}"
 out="${OUT:-/tmp/out}"; mkdir -p "$out"
 work="${WORK:-/tmp/ray17}"
 repeats="${REPEATS:-7}"
-run_length="${RUN_LENGTH:---warmup 10 --min-duration 0.3 --max-duration 2}"
+run_length="${RUN_LENGTH:---warmup 10 --min-duration 0.2 --max-duration 1}"  # short: 84 processes a side must fit one 10-minute call
 model="${MODEL:-resnet50}"  # MODEL, ENGINES, PRECISIONS, BATCHES: another sweep (a CPU dry run of this script, say)
 sweep=("$model" --engines "${ENGINES:-pytorch-cuda,onnxruntime-cuda}" --precisions "${PRECISIONS:-fp32,fp16}"
        --batch-sizes "${BATCHES:-1,32,256}" --repeats "$repeats" $run_length)
