@@ -14,6 +14,7 @@ from pathlib import Path
 from framework.results.record import Result
 from framework.results.store import SEARCH_DIR, SUMMARY, load_result
 from framework.results.tables import sort_key
+from framework.sweep.recipe_candidates import OVERLAP
 
 NONE_VALID = "no step was valid: the first recipe's result stands"
 NAMES_SHOWN = 3  # excluded node names written out per row; the rest are counted
@@ -84,11 +85,12 @@ def search_section(steps: list[Result], results: list[Result], shape: str) -> li
         fp32_ms = _fp32_median(results, rows[0])
         fully = f", measured fully: {final.headline.median_ms:.4g} ms" if final and final.headline else ""
         outcome = f"chosen: step {chosen}, {search.get('chosen')}{fully}" if chosen is not None else NONE_VALID
+        overlap = f" Warning: {OVERLAP}." if search.get("calibration_overlaps") else ""
         lines += [f"### Precision search: {experiment.engine} {experiment.precision}, batch {experiment.batch_size}", "",
                   f"The first recipe failed the floor; {len(rows)} steps measured in {search.get('spent_s', '?')} s of "
                   f"--search-budget {search.get('budget_s', '?')} s; {outcome}. Calibration: the agreement the search steered by; "
                   "held-out: the worst over the timed input, the varied inputs and the model's dataset, which judged each step. "
-                  "The accuracy-vs-latency figure draws the steps as a numbered path ending at the chosen recipe.", "",
+                  f"The accuracy-vs-latency figure draws the steps as a numbered path ending at the chosen recipe.{overlap}", "",
                   "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]  # fmt: skip
         lines += ["| " + " | ".join(step_row(s, fp32_ms, chosen)) + " |" for s in rows]
         lines.append("")

@@ -31,7 +31,7 @@ from framework.files import safe_component
 from framework.results.record import Result
 from framework.results.store import SEARCH_DIR, read_result, save_result
 from framework.sweep.job import Job
-from framework.sweep.recipe_candidates import MARGINS, SearchRequest, candidates_in_child
+from framework.sweep.recipe_candidates import MARGINS, OVERLAP, SearchRequest, candidates_in_child
 from framework.sweep.tune import SHORT, SHORT_WARMUP
 
 SEARCHED_PRECISIONS = ("int8", "fp16")
@@ -67,6 +67,9 @@ def search(first: Result, job: Job, request: SearchRequest, run_job: Callable[[J
             report(f"{name}: precision search failed: {plan['error']}")
             summary["error"] = plan["error"]
             break
+        if plan.get("calibration_apart") is False and not summary.get("calibration_overlaps"):
+            summary["calibration_overlaps"] = True
+            report(f"{name}: warning: {OVERLAP}")
         if plan.get("reused"):
             report(f"{name}: candidate recipes{' and sensitivity ranking' if plan.get('ranking') else ''} reused from the cache (margin {margin:g})")
         summary["rounds"].append({"margin": margin, "planned": len(plan["steps"]), "plan_reused": bool(plan.get("reused")),

@@ -39,6 +39,10 @@ SEARCH_DIR = "search"  # under the shape's cache folder: the candidate graphs an
 MARGINS = (0.1, 0.5)
 WORST_LOSS = 2.0  # 1 - cosine of opposite outputs: what a node whose outputs overflow to Inf or NaN scores
 UNBUILT_LOSS = -1.0  # a node whose probe could not be built: ranked last
+OVERLAP = (
+    "the model has no calibration set of its own (load_calibration_data): the search steers by its dataset's first "
+    "samples, which the held-out check on the dataset covers too"
+)
 PHASE_SHARE = 0.75  # of --search-budget, for building and judging candidates; the rest measures them
 
 
@@ -197,8 +201,10 @@ def _fallback(base: Recipe, base_graph: Path, prepared: Path, folder: Path, batc
     return ranking, steps
 
 
-def calibration_of(request: SearchRequest) -> list[dict[str, np.ndarray]]:
-    """The calibration batches the sweep's preparation quantized with (``prepare.prepare_shape``, same rules)."""
+def calibration_of(request: SearchRequest) -> tuple[list[dict[str, np.ndarray]], bool]:
+    """The calibration batches the sweep's preparation quantized with (``prepare.prepare_shape``, same rules), and
+    whether they are apart from the held-out data: False when the loader has no calibration set of its own and
+    they are its dataset's first samples, which the dataset check covers too."""
     from framework.config import load_config
     from framework.sweep.job import LoaderRef
     from framework.sweep.prepare import prepare_shape
@@ -209,7 +215,14 @@ def calibration_of(request: SearchRequest) -> list[dict[str, np.ndarray]]:
     if prepared.setup_error:
         raise RuntimeError(f"cannot load the calibration data: {prepared.setup_error}")
     batch = INT8_VARIANTS["int8"]["calibration_batch"]
-    return calibration_batches(list(prepared.calibration), list(config.inputs), batch)
+    loader = LoaderRef(**request.loader).load_class()(config, [tuple(s) for s in request.shapes])
+    apart = prepared.dataset is None or loader.load_calibration_data() is not None
+    return calibration_batches(list(prepared.calibration), list(config.inputs), batch), apart
+
+
+def _candidates(request: SearchRequest) -> dict:
+    batches, apart = calibration_of(request)
+    return {**find_candidates(request, batches), "calibration_apart": apart}
 
 
 def candidates_in_child(request: SearchRequest, timeout_s: float, isolate: bool) -> dict:
@@ -221,7 +234,7 @@ def candidates_in_child(request: SearchRequest, timeout_s: float, isolate: bool)
 
     if not isolate:
         try:
-            return find_candidates(request, calibration_of(request))
+            return _candidates(request)
         except Exception as exc:
             return {"error": one_line(exc), "traceback": traceback.format_exc(limit=8)}
     staging = Path(request.model_dir) / f".search-{os.getpid()}-{time.monotonic_ns()}.json"
@@ -243,7 +256,7 @@ def _entry(staging: str, request_json: str) -> None:
 
     request = SearchRequest(**json.loads(request_json))
     try:
-        plan = find_candidates(request, calibration_of(request))
+        plan = _candidates(request)
     except Exception as exc:
         plan = {"error": one_line(exc), "traceback": traceback.format_exc(limit=8)}
     write_atomic(Path(staging), json.dumps(plan))
