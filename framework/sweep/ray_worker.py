@@ -80,6 +80,7 @@ def measure(job_data: dict, bundles: list[Bundle], paths: dict[str, list[str]], 
     folders = {bundle.key: materialise(bundle, root) for bundle in bundles}
     node = node_facts()
     job = localised(Job.from_json(job_data), {orig: folders[key] / name for orig, (key, name) in paths.items()}, root, node, fixed_threads)
+    shutil.rmtree(job.result_dir, ignore_errors=True)  # a killed attempt's leftovers, when Ray retries it on this node
     try:
         result = run_in_child(job, timeout_s)
         result = dataclasses.replace(result, machine={**environment.fingerprint_fields(), "node": {**node, "niceness": niceness}})  # this node's
