@@ -104,10 +104,15 @@ def test_a_search_budget_that_is_not_positive_is_refused(tmp_path, capsys):
 
 
 def test_without_precision_search_the_first_recipe_stands(tmp_path):
+    folder = tmp_path / "sensitive_mlp" / "1x16" / "onnxruntime-cpu__int8__bs1"
     assert main(["run", "sensitive_mlp", "--output", str(tmp_path), *RUN, "--no-precision-search"]) == 0
-    int8 = load_result(tmp_path / "sensitive_mlp" / "1x16" / "onnxruntime-cpu__int8__bs1")
-    assert int8.validity == "invalid" and int8.recipe_search is None
-    assert not (tmp_path / "sensitive_mlp" / "1x16" / "onnxruntime-cpu__int8__bs1" / SEARCH_DIR).exists()
+    int8 = load_result(folder)
+    assert int8.validity == "invalid" and int8.recipe_search is None and not (folder / SEARCH_DIR).exists()
+    assert main(["run", "sensitive_mlp", "--output", str(tmp_path), *RUN]) == 0  # the search on: the chosen recipe
+    assert load_result(folder).is_valid and load_result(folder).recipe_search["chosen"]
+    assert main(["run", "sensitive_mlp", "--output", str(tmp_path), *RUN, "--no-precision-search"]) == 0
+    again = load_result(folder)  # not kept: a run without the search measures the first recipe again
+    assert again.validity == "invalid" and again.recipe_search is None and again.run_id != int8.run_id
 
 
 def test_no_search_runs_when_the_first_recipe_passes(tmp_path):

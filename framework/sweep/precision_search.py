@@ -46,6 +46,12 @@ def needs_search(result: Result, enabled: bool, repeats: int, needs_onnx: bool) 
             and result.validity == "invalid" and any("disagree with PyTorch" in r for r in result.invalid_reasons))  # fmt: skip
 
 
+def searched_without_search(kept: Result, enabled: bool) -> bool:
+    """A result whose graph the search chose, kept from a run with the search on, is not what a run with
+    ``--no-precision-search`` measures: the first recipe is measured again."""
+    return not enabled and bool((kept.recipe_search or {}).get("chosen"))
+
+
 def search(first: Result, job: Job, request: SearchRequest, run_job: Callable[[Job, float | None], Result], isolate: bool,
            report: Callable[[str], None], keep: bool = True) -> Result:  # fmt: skip
     """Search, measure the steps, and return the experiment's result: the fastest valid step measured fully,
