@@ -98,6 +98,8 @@ def _cluster_settings(args):
         if given:
             raise DeployBenchError(f"{', '.join(given)}: only with --executor ray")
         return None
+    if shape_mix_cli.wanted(args):
+        raise DeployBenchError("--shape-mix and --shape-distribution do not run on --executor ray yet: use the local executor")
     return ClusterSettings(address=args.address, exclusive_node=args.exclusive_node, devices=tuple(args.devices or ()))
 
 

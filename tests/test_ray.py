@@ -212,7 +212,8 @@ def test_the_slot_rule_gives_gpus_whole_and_cpu_experiments_a_slot_of_their_own(
     [(["--executor", "ray", "--in-process"], "--executor ray does not support --in-process"),
      (["--executor", "ray", "--tune"], "--executor ray does not support --tune"),
      (["--executor", "ray", "--devices", "H100,L4"], "one GPU kind per results folder"),
-     (["--address", "auto"], "--address: only with --executor ray")],
+     (["--address", "auto"], "--address: only with --executor ray"),
+     (["--executor", "ray", "--shape-mix"], "do not run on --executor ray yet")],
 )  # fmt: skip
 def test_what_the_ray_executor_cannot_do_is_refused_before_anything_runs(flags, message, tmp_path, capsys):
     pytest.importorskip("ray", reason="needs the ray package (pip install 'deploybench[ray]')")
