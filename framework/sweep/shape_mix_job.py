@@ -44,7 +44,7 @@ class MixJob:
     batch_size: int
     options: dict
     distribution: ShapeDistribution
-    run_length: dict  # per bucket: time_buckets' run length
+    run_length: dict  # per bucket: time_buckets' (and time_paired's) run length
     mix_iterations: int
     seed: int
     static: bool = True  # also measure a static engine per bucket where the engine has one
