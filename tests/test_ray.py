@@ -188,6 +188,25 @@ def test_a_node_lost_mid_experiment_hands_its_experiment_to_the_others(cluster, 
     assert not any(r["machine"]["node"]["work_root"].endswith("node-lost") for r in found.values())  # measured again elsewhere
 
 
+PROBE = """
+import sys
+import framework.engines as engines
+from framework.sweep.cluster import ClusterSettings
+from framework.sweep.ray_executor import probe_engines
+here = engines._availability_here
+engines._availability_here = lambda name: "not on the driver" if name == "onnxruntime-cpu" else here(name)  # as a driver without it
+found = probe_engines(ClusterSettings(address=sys.argv[1]), ["onnxruntime-cpu", "pytorch-cpu", "tensorrt"])
+print(found, engines.engine_availability("onnxruntime-cpu"), engines.engine_availability("tensorrt") is not None)
+"""
+
+
+@pytest.mark.slow
+def test_an_engine_the_driver_cannot_run_is_asked_of_the_cluster(cluster):
+    address, _, _ = cluster
+    probe = subprocess.run([sys.executable, "-c", PROBE, address], check=False, cwd=REPO, env=RAY_ENV, capture_output=True, text=True, timeout=180)
+    assert probe.stdout.strip().splitlines()[-1] == "['onnxruntime-cpu'] None True", probe.stdout + probe.stderr
+
+
 def test_the_local_executor_never_imports_ray(tmp_path):
     models = make_model(tmp_path / "models", "local_only")
     argv = ["run", "local_only", "--models-dir", str(models), "--output", str(tmp_path / "out"), *RUN, "--engines", "onnxruntime-cpu", "--quiet"]

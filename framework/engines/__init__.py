@@ -32,10 +32,25 @@ def engine_class(name: str) -> type[Engine]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-@functools.cache
+_ON_THE_CLUSTER: dict[str, None] = {}  # --executor ray: engines this machine cannot run but a node of the cluster can
+
+
+def set_cluster_engines(names: list[str]) -> None:
+    """The engines the sweep's Ray cluster can run though this machine cannot (``ray_executor.probe_engines``);
+    an empty list forgets them."""
+    _ON_THE_CLUSTER.clear()
+    _ON_THE_CLUSTER.update(dict.fromkeys(names))
+
+
 def engine_availability(name: str) -> str | None:
-    """None when the engine can run here, else why not. Import failures count as 'cannot run', and so does
-    an engine class left abstract (e.g. without ``availability``): it could not be instantiated.
+    """None when the engine can run here (or, with ``--executor ray``, on a node of the cluster), else why not."""
+    return None if name in _ON_THE_CLUSTER else _availability_here(name)
+
+
+@functools.cache
+def _availability_here(name: str) -> str | None:
+    """Import failures count as 'cannot run', and so does an engine class left abstract (e.g. without
+    ``availability``): it could not be instantiated.
 
     Cached: what a machine can run does not change within a process, and the probes (imports that fail,
     loading TensorRT's libraries) would otherwise repeat for every experiment."""
@@ -49,4 +64,4 @@ def engine_availability(name: str) -> str | None:
 
 
 __all__ = ["ENGINES", "PRECISIONS", "Engine", "EngineStateError", "ModelArtifacts", "UnknownEngineError",
-           "engine_availability", "engine_class"]  # fmt: skip
+           "engine_availability", "engine_class", "set_cluster_engines"]  # fmt: skip

@@ -26,10 +26,11 @@ from framework.results.tables import progress_text
 from framework.settings import SweepSettings
 from framework.sweep.cluster import CPU_SLOT, NODE, ClusterSettings
 from framework.sweep.job import Job
-from framework.sweep.ray_worker import Bundle, measure
+from framework.sweep.ray_worker import Bundle, engines_here, measure
 from framework.sweep.repeats import merge_repeats
 
 SKIPPED_NAMES = ("__pycache__",)
+PROBE_TIMEOUT_S = 300.0  # a probe task waits for a free slot of its device
 
 
 def connect(cluster: ClusterSettings):
@@ -51,6 +52,30 @@ def connect(cluster: ClusterSettings):
     except ConnectionError as exc:
         raise DeployBenchError(f"--address {cluster.address}: cannot connect to a Ray cluster there ({one_line(exc)})") from None
     return ray
+
+
+def probe_engines(cluster: ClusterSettings, names: list[str]) -> list[str]:
+    """The engines among ``names`` this machine cannot run but a node of the cluster can (a GPU engine on a
+    driver without a GPU): one probe task per device, on a node with that device. The sweep then plans them
+    as runnable (``engines.set_cluster_engines``); the ones no node runs stay unavailable with this machine's
+    reason. Returns them."""
+    from framework.engines import engine_availability, engine_class, set_cluster_engines
+
+    devices: dict[str, list[str]] = {}
+    for name in names:
+        with contextlib.suppress(ImportError, DeployBenchError):
+            if engine_availability(name) is not None:
+                devices.setdefault(engine_class(name).device, []).append(name)
+    if not devices:
+        return []
+    ray = connect(cluster)
+    available, found = ray.cluster_resources(), []
+    for device, wanted in devices.items():
+        if not cluster.missing_resources({device}, available):
+            task = ray.remote(max_retries=1)(engines_here).options(**cluster.task_options(device))
+            found += [name for name, why in ray.get(task.remote(wanted), timeout=PROBE_TIMEOUT_S).items() if why is None]
+    set_cluster_engines(found)
+    return found
 
 
 def measure_on_ray(groups: list[list[Job]], settings: SweepSettings, progress: Callable) -> list[Result]:

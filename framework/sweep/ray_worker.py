@@ -94,6 +94,13 @@ def measure(job_data: dict, bundles: list[Bundle], paths: dict[str, list[str]], 
     return Outcome(result, child_log, node)
 
 
+def engines_here(names: list[str]) -> dict[str, str | None]:
+    """The probe task: whether this node can run each engine (None) or why not."""
+    from framework.engines import engine_availability
+
+    return {name: engine_availability(name) for name in names}
+
+
 def normal_priority() -> int:
     """Ray starts its workers at niceness 15, below every ordinary process: back to 0 where allowed (root, or
     ``RAY_worker_niceness=0`` on the node); the niceness the experiment runs at."""
