@@ -1,6 +1,7 @@
-"""Latency against the dynamic dim: one line per engine and precision (its bucket medians, the static engine
-per bucket dashed beside it), and the distribution's shares as bars beneath, on the same x axis, so a reader
-sees at once where the requests are and what each engine costs there."""
+"""Latency against the dynamic dim: one line per engine and precision (its bucket medians), and the distribution's
+shares as bars beneath, on the same x axis, so a reader sees at once where the requests are and what each engine
+costs there. Static engines are not drawn: they are timed in alternation with the dynamic engine, at another time
+than the bucket medians, so only their paired ratio (the report's table) compares them fairly."""
 
 from __future__ import annotations
 
@@ -30,10 +31,6 @@ def draw_shape_chart(results: list[ShapeMixResult], path: Path, model: str) -> P
         points = [(xs[b.value], b.median_ms) for b in result.buckets]
         every += [y for _, y in points]
         top.plot(*zip(*points), marker="o", color=color, label=f"{result.label} bs{result.batch_size}")
-        static = [(xs[s.value], s.static_ms) for s in result.static if s.static_ms]
-        if static:
-            every += [y for _, y in static]
-            top.plot(*zip(*static), marker="s", linestyle="--", color=color, alpha=0.8, label=f"{result.label}: {result.static[0].how}")
     set_scale(top, "y", wants_log(every))
     top.set_ylabel(scaled_label("median latency per bucket (ms, host clock)", wants_log(every)))
     top.grid(True, which="both", alpha=0.3)
