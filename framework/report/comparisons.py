@@ -259,6 +259,8 @@ def _accuracy_axes(ax, chosen: list[Result], batch: int, with_accuracy: bool, me
         ax.annotate(series_label(chosen[i]), (x, y), textcoords="offset points", xytext=(offsets[i] + (-7 if right else 7), 5),
                     ha="right" if right else "left", fontsize=8)  # fmt: skip
     ax.grid(alpha=0.3, which="both" if log_x else "major")
+    if paths:
+        handles["precision search: its steps in order, ending at the chosen recipe"] = pyplot().Line2D([], [], color="grey", lw=0.9, marker=".")
     return handles
 
 
