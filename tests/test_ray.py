@@ -193,10 +193,10 @@ PROBE = """
 import sys
 import framework.engines as engines
 from framework.sweep.cluster import ClusterSettings
-from framework.sweep.ray_executor import probe_engines
+from framework.sweep.ray_executor import prepare_cluster
 here = engines._availability_here
 engines._availability_here = lambda name: "not on the driver" if name == "onnxruntime-cpu" else here(name)  # as a driver without it
-found = probe_engines(ClusterSettings(address=sys.argv[1]), ["onnxruntime-cpu", "pytorch-cpu", "tensorrt"])
+found = prepare_cluster(ClusterSettings(address=sys.argv[1]), ["onnxruntime-cpu", "pytorch-cpu", "tensorrt"])
 print(found, engines.engine_availability("onnxruntime-cpu"), engines.engine_availability("tensorrt") is not None)
 """
 

@@ -54,7 +54,26 @@ def connect(cluster: ClusterSettings):
     return ray
 
 
-def probe_engines(cluster: ClusterSettings, names: list[str]) -> list[str]:
+def prepare_cluster(cluster: ClusterSettings, names: list[str]) -> list[str]:
+    """Before a Ray sweep builds anything: connect, ask the cluster about the engines this machine cannot run
+    (``probe_engines``), and refuse a cluster that lacks the slots the runnable engines need. Returns the
+    engines found on the cluster only."""
+    from framework.engines import engine_availability, engine_class
+
+    ray = connect(cluster)
+    found = probe_engines(ray, cluster, names)
+    devices = set()
+    for name in names:
+        with contextlib.suppress(ImportError, DeployBenchError):
+            if engine_availability(name) is None:
+                devices.add(engine_class(name).device)
+    missing = cluster.missing_resources(devices, ray.cluster_resources())
+    if missing:
+        raise DeployBenchError("--executor ray: " + "; ".join(missing))
+    return found
+
+
+def probe_engines(ray, cluster: ClusterSettings, names: list[str]) -> list[str]:
     """The engines among ``names`` this machine cannot run but a node of the cluster can (a GPU engine on a
     driver without a GPU): one probe task per device, on a node with that device. The sweep then plans them
     as runnable (``engines.set_cluster_engines``); the ones no node runs stay unavailable with this machine's
@@ -66,9 +85,6 @@ def probe_engines(cluster: ClusterSettings, names: list[str]) -> list[str]:
         with contextlib.suppress(ImportError, DeployBenchError):
             if engine_availability(name) is not None:
                 devices.setdefault(engine_class(name).device, []).append(name)
-    if not devices:
-        return []
-    ray = connect(cluster)
     available, found = ray.cluster_resources(), []
     for device, wanted in devices.items():
         if not cluster.missing_resources({device}, available):

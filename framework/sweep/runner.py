@@ -69,11 +69,11 @@ def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings
     if attention and attention not in offered:
         raise DeployBenchError(f"--option attention={attention}: model {model.name!r} offers "
                                f"{', '.join(offered) if offered else 'no choice of attention implementation'}")  # fmt: skip
-    if settings.cluster is not None:  # engines this machine cannot run may run on a node of the cluster
+    if settings.cluster is not None:  # connect; engines this machine cannot run may run on a node of the cluster
         from framework.engines import ENGINES
-        from framework.sweep.ray_executor import probe_engines
+        from framework.sweep.ray_executor import prepare_cluster
 
-        probe_engines(settings.cluster, list(settings.engines or ENGINES))
+        prepare_cluster(settings.cluster, list(settings.engines or ENGINES))
     engines = settings.chosen_engines()
     model_dir = settings.output / safe_component(model.name)
     try:
