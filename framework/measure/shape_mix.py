@@ -26,14 +26,18 @@ BLOCK_S = 0.05  # one bucket's block of calls in a round of ``time_buckets``
 
 @dataclass(frozen=True)
 class BucketSamples:
-    latencies_ns: tuple[int, ...]
+    latencies_ns: tuple[int, ...]  # steady state: calls after the first of each block
     stop_rule: str  # converged, max-duration or iterations
+    switch_ns: tuple[int, ...] = ()  # the first call of each block, right after another bucket's shape
 
 
 def time_buckets(steps: Sequence[Step], run_length: dict, clock: Callable[[], int] = time.perf_counter_ns) -> list[BucketSamples]:
     """Every bucket's step timed in rounds: each round runs a block of about ``BLOCK_S`` of every bucket in turn,
     so a drifting machine weighs on all buckets alike and the latency-against-shape curve keeps its shape (timed
-    one after the other on a loaded VM, neighbouring buckets came out 2-4x apart). After ``warmup`` calls of
+    one after the other on a loaded VM, neighbouring buckets came out 2-4x apart). The first call of each block
+    follows another shape: it is kept apart (``switch_ns``, what a shape switch costs) and left out of the
+    bucket's own samples, which are its steady state (ONNX Runtime's CUDA convolutions re-search their algorithm
+    after a switch, and that cost would otherwise pass for the bucket's latency). After ``warmup`` calls of
     each, rounds go on until every bucket has ``iterations`` samples (fixed), or, adaptive, every median's 99%
     interval is within ``target_ci`` with at least ``min_iterations`` samples each; in either mode for at least
     ``min_duration_s`` per bucket, and adaptive at most ``max_duration_s`` per bucket."""
@@ -48,19 +52,20 @@ def time_buckets(steps: Sequence[Step], run_length: dict, clock: Callable[[], in
             step()
         per_call.append(max((clock() - t0) / max(warmup, 1), 1.0))
     samples: list[list[int]] = [[] for _ in steps]
+    switches: list[list[int]] = [[] for _ in steps]
     start = clock()
     while True:
-        for step, cost, taken in zip(steps, per_call, samples):
-            for _ in range(max(1, int(BLOCK_S * 1e9 / cost))):
+        for step, cost, taken, switched in zip(steps, per_call, samples, switches):
+            for call in range(1 + max(1, int(BLOCK_S * 1e9 / cost))):
                 t0 = clock()
                 step()
-                taken.append(clock() - t0)
+                (taken if call else switched).append(clock() - t0)
         elapsed = clock() - start
         enough = all(len(x) >= need for x in samples) and elapsed >= min_ns
         if enough and (iterations is not None or _converged(samples, run_length.get("target_ci", 0.02))):
-            return [BucketSamples(tuple(x), "iterations" if iterations is not None else "converged") for x in samples]
+            return [BucketSamples(tuple(x), "iterations" if iterations is not None else "converged", tuple(w)) for x, w in zip(samples, switches)]
         if iterations is None and elapsed >= max_ns:
-            return [BucketSamples(tuple(x), "max-duration") for x in samples]
+            return [BucketSamples(tuple(x), "max-duration", tuple(w)) for x, w in zip(samples, switches)]
 
 
 def _converged(samples: list[list[int]], target: float) -> bool:

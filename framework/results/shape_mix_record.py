@@ -29,6 +29,7 @@ class BucketLatency:
     ci_ms: tuple[float, float]  # the median's 99% interval
     samples: int
     stop_rule: str | None
+    switch_median_ms: float | None = None  # the first call after another bucket's shape (median over the rounds)
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,8 @@ def _bucket(value: tuple[int, ...], weight: float, timing) -> BucketLatency:
     ms = np.sort(np.asarray(timing.latencies_ns, dtype=float)) / 1e6
     ci = median_confidence_interval(ms)
     median = float(np.median(ms))
-    return BucketLatency(tuple(value), weight, median, tuple(ci) if ci else (median, median), int(ms.size), timing.stop_rule)
+    switch = float(np.median(timing.switch_ns)) / 1e6 if timing.switch_ns else None
+    return BucketLatency(tuple(value), weight, median, tuple(ci) if ci else (median, median), int(ms.size), timing.stop_rule, switch)
 
 
 MIX_BLOCK = 50  # requests per block when the unpadded and padded streams are interleaved
