@@ -87,7 +87,17 @@ def test_padding_to_an_unmeasured_size_is_interpolated_and_says_so():
     choices = {c.label: c for c in padding_choices([(10,), (30,)], [0.5, 0.5], [1.0, 3.0], multiples=(20,))}
     assert choices["multiple of 20"].targets == ((20,), (40,))
     assert choices["multiple of 20"].interpolated  # 20 read off the line from (10, 1 ms) to (30, 3 ms): 2 ms
-    assert choices["multiple of 20"].expected_ms == pytest.approx((2.0 + 3.0) / 2)
+    assert choices["multiple of 20"].expected_ms == pytest.approx((2.0 + 4.0) / 2)  # 40, past 30, on that line: 4 ms
+
+
+def test_padding_past_the_largest_bucket_is_not_as_cheap_as_the_largest_bucket():
+    """Padding up to a multiple overshoots the largest bucket: that size costs more, not the largest bucket's latency."""
+    (one,) = [c for c in padding_choices([(32, 32)], [1.0], [2.0], multiples=(64,)) if c.label == "multiple of 64"]
+    assert one.targets == ((64, 64),) and one.interpolated and one.expected_ms == pytest.approx(8.0)  # 4x the pixels
+    choices = padding_choices([(32, 32)], [1.0], [2.0], multiples=(64,))
+    assert choices[0].label == "none"  # one bucket: padding is pure cost
+    flat = {c.label: c for c in padding_choices([(10,), (30,)], [0.5, 0.5], [3.0, 1.0], multiples=(20,))}
+    assert flat["multiple of 20"].expected_ms == pytest.approx((2.0 + 1.0) / 2)  # a falling curve is held at the largest's 1 ms
 
 
 class FakeClock:

@@ -136,7 +136,8 @@ def _static_table(ok: list[ShapeMixResult]) -> list[str]:
 def _padding_table(ok: list[ShapeMixResult]) -> list[str]:
     lines = ["### Padding (engines without profiles)", "",
              "Each bucket run at a padded size: expected latency from the bucket medians (a padded size that was not measured "
-             "interpolated over size, marked *), and the mixed stream measured with the padding that the medians favour.", "",
+             "read off the measured curve over size, past the largest bucket extrapolated along its last segment, marked *), and "
+             "the mixed stream measured with the best padding other than none by those medians.", "",
              "| engine | padding | expected from buckets (ms) | measured mix mean (ms) | measured mix p99 (ms) |",
              "|---|---|---:|---:|---:|"]  # fmt: skip
     for r in ok:

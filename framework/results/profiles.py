@@ -12,7 +12,8 @@ their shares (``weights``, summing to 1) and one measured latency each.
   share per doubling). With ``opt_penalty`` 0 every split is equally good and one profile suffices.
 - ``padding_choices``: pad the dynamic dim up to a multiple of M, or to the nearest of B bucket sizes (B chosen
   by the same dynamic programming); each with its expected latency, a padded size that was not measured read
-  off the measured curve by linear interpolation over size (``interpolated`` says so).
+  off the measured curve by linear interpolation over size, past the largest bucket extrapolated along its last
+  segment (``interpolated`` says so).
 """
 
 from __future__ import annotations
@@ -114,11 +115,21 @@ def recommend_profiles(values: Sequence[Value], weights: Sequence[float], latenc
 
 
 def latency_at(value: Value, values: Sequence[Value], latencies_ms: Sequence[float]) -> tuple[float, bool]:
-    """The measured latency of ``value``, else the measured curve's (linear over size), and whether interpolated."""
+    """The measured latency of ``value``, else the measured curve's (linear over size), and whether estimated. Past
+    the largest bucket (padding up to a multiple can overshoot it) the line through the two largest buckets goes on,
+    never below the largest bucket's latency (one bucket: latency proportional to size): held flat there, a padded
+    size would look as cheap as the largest bucket however much larger it is."""
     if tuple(value) in [tuple(v) for v in values]:
         return float(latencies_ms[[tuple(v) for v in values].index(tuple(value))]), False
-    sizes = [size(v) for v in values]
-    return float(np.interp(size(value), sizes, latencies_ms)), True
+    sizes, target = [size(v) for v in values], size(value)
+    if target <= max(sizes):
+        return float(np.interp(target, sizes, latencies_ms)), True
+    order = np.argsort(sizes)
+    last, last_ms = sizes[order[-1]], float(latencies_ms[order[-1]])
+    if len(sizes) == 1 or sizes[order[-2]] == last:
+        return last_ms * target / last, True
+    slope = (last_ms - float(latencies_ms[order[-2]])) / (last - sizes[order[-2]])
+    return max(last_ms, last_ms + slope * (target - last)), True
 
 
 def padding_choices(values: Sequence[Value], weights: Sequence[float], latencies_ms: Sequence[float],
