@@ -234,6 +234,8 @@ def test_shape_mix_flags_refuse_what_does_not_apply(capsys):
     assert code == 2 and "give one of them" in capsys.readouterr().err
     code = main(["run", "tiny_cnn", "--models-dir", str(FIXTURES), "--shape-mix"])
     assert code == 2 and "config.yaml has no 'distribution'" in capsys.readouterr().err
+    code = main(["run", "tiny_cnn", "--models-dir", str(FIXTURES), "--shape-mix", "--mix-seed", "-1"])
+    assert code == 2 and "--mix-seed must be a whole number >= 0, got -1" in capsys.readouterr().err
 
 
 def test_end_to_end_on_a_real_model(tmp_path, capsys):

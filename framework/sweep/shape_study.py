@@ -65,6 +65,8 @@ def run_shape_mix(model: RegisteredModel, settings: SweepSettings, mix: MixSetti
     settings.validate()
     if mix.mix_iterations < 1:
         raise DeployBenchError(f"--mix-iterations must be at least 1, got {mix.mix_iterations}")
+    if mix.seed < 0:  # numpy's generator refuses it, and only in the experiment, after the model is prepared
+        raise DeployBenchError(f"--mix-seed must be a whole number >= 0, got {mix.seed}")
     distribution = load_distribution(model, mix.distribution_file)
     engines = [e for e in settings.chosen_engines() if _runnable(e, report)]
     config = model.load_config()
