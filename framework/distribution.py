@@ -166,11 +166,11 @@ def _normalised(dims: tuple[str, ...], pairs: list, source: str, where) -> Shape
 
 def _csv_rows(text: str, where) -> tuple[list[str], list]:
     reader = csv.reader(io.StringIO(text))
-    rows = [r for r in reader if any(c.strip() for c in r)]
+    rows = [(reader.line_num, r) for r in reader if any(c.strip() for c in r)]  # the file's line, blank lines counted
     if not rows:
         raise where("", "empty file: a header naming the dims (e.g. sequence), then one row per request")
-    header = [c.strip() for c in rows[0]]
-    return header, [(f"row {i + 2}", [c.strip() for c in r]) for i, r in enumerate(rows[1:])]
+    header = [c.strip() for c in rows[0][1]]
+    return header, [(f"row {line}", [c.strip() for c in r]) for line, r in rows[1:]]
 
 
 def _json_rows(text: str, where) -> tuple[Any, list]:

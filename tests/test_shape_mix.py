@@ -197,6 +197,7 @@ def test_observed_shapes_from_csv_and_json(tmp_path):
     ("name", "text", "problem"),
     [
         ("bad.csv", "sequence\n4\nfour\n", "row 3: expected a positive whole number, got 'four'"),
+        ("bad.csv", "sequence\n4\n\n\nfour\n", "row 5: expected a positive whole number, got 'four'"),  # blank lines counted
         ("bad.csv", "sequence\n", "no requests"),
         ("bad.csv", "height\n4\n", ".dims[0]: 'height' is not a dynamic dim"),
         ("bad.json", "{not json", "not valid JSON"),
