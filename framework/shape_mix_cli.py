@@ -35,7 +35,12 @@ def run(args, model, settings) -> int:
         raise DeployBenchError("--shape-mix measures each engine in the configuration given (--option); --tune and --repeats do not apply")
     mix = MixSettings(distribution_file=args.shape_distribution, mix_iterations=args.mix_iterations, seed=args.mix_seed)
     check_machine(args.require_quiet, None if args.quiet else print)
-    results = run_shape_mix(model, settings, mix, report=(lambda _: None) if args.quiet else print)
+    try:
+        results = run_shape_mix(model, settings, mix, report=(lambda _: None) if args.quiet else print)
+    except KeyboardInterrupt:  # not cli's "run the same command again to resume": a shape mix measures everything again
+        print("deploybench: interrupted; a shape-mix run does not resume: the same command measures every experiment again",
+              file=sys.stderr)  # fmt: skip
+        return 130
     failed = [r for r in results if r.status != "ok"]
     if failed:
         print(f"deploybench: {len(failed)} of {len(results)} shape-mix experiments failed (see shape_mix/shape_mix.md)", file=sys.stderr)

@@ -273,6 +273,29 @@ def test_end_to_end_on_a_real_model(tmp_path, capsys):
     assert "## Shapes as served" in report and "](shape_mix/latency_vs_shape.jpg)" in report
 
 
+def test_ctrl_c_mid_experiment_stops_and_does_not_promise_a_resume(tmp_path):
+    """SIGINT while an experiment measures: exit 130, one true line (a shape mix measures everything again)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "seen.csv").write_text("height,width\n16,16\n32,32\n")
+    command = [sys.executable, "-m", "framework.cli", "run", "tiny_cnn", "--models-dir", str(FIXTURES), "--shape-distribution",
+               str(tmp_path / "seen.csv"), "--engines", "onnxruntime-cpu", "--iterations", "100000000",
+               "--output", str(tmp_path / "out")]  # fmt: skip
+    run = subprocess.Popen(command, cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = tmp_path / "out" / "tiny_cnn" / "shape_mix" / "onnxruntime-cpu__fp32__bs1" / "shape_mix_job.json"
+    deadline = time.monotonic() + 120
+    while not job.exists() and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)  # the experiment's child is measuring its buckets
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert "does not resume" in err and "to resume" not in err and "Traceback" not in err
+
+
 def test_torch_compile_dynamic_against_static_counts_compiled_graphs(tmp_path, capsys):
     """pytorch-cpu with compile: the dynamic engine (dynamic=True) compiles once and never again in the mix; the
     static form compiles a graph per bucket (dynamic=False), each counted."""
