@@ -330,6 +330,25 @@ def test_results_of_an_older_distribution_are_left_out_of_the_report(tmp_path):
     assert sorted(r.engine for r in kept) == ["onnxruntime-cpu", "tensorrt"]  # the failed one is shown with its reason
 
 
+def test_the_report_says_when_the_mix_and_the_bucket_medians_disagree():
+    """A bucket 3x slower inside the mix than timed alone (a loaded machine, or switches that cost): the report
+    says the recommendations from the bucket medians do not describe the mix; an agreeing mix gets no such line."""
+    from framework.report.shape_section import shape_markdown
+    from framework.results.shape_mix_record import BucketLatency, MixRun, ShapeMixResult
+
+    buckets = tuple(BucketLatency(v, w, linear(v), (linear(v), linear(v)), 10, "converged") for v, w in zip(VALUES, WEIGHTS))
+    draws = tuple(i % 4 for i in range(40))
+
+    def report(slower: float) -> str:
+        mix = MixRun("unpadded", 0, draws, tuple(VALUES), tuple(linear(VALUES[d]) * (slower if d == 0 else 1) for d in draws))
+        result = ShapeMixResult("m", "onnxruntime-cpu", "fp32", 1, {}, ("sequence",), buckets=buckets, mixes=(mix,))
+        return "\n".join(shape_markdown([result], None, None))
+
+    assert "disagree" not in report(1.2)
+    assert "Bucket 8 took 24.000 ms (median) inside the mix against 8.000 ms timed alone (3x): switching shapes" in report(3.0)
+    assert "(0.25x): the machine was slower while the buckets were timed" in report(0.25)
+
+
 def test_example_shapes_outside_the_profile_warn_on_engines_without_one():
     from framework.distribution import warn_outside_profile
 

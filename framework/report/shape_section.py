@@ -65,7 +65,7 @@ def shape_markdown(results: list[ShapeMixResult], figure: str | None, config_pat
     lines += _failed(results)
     if not ok:
         return lines
-    lines += _bucket_table(ok) + _mix_table(ok) + _static_table(ok) + _padding_table(ok)
+    lines += _bucket_table(ok) + _mix_table(ok) + _mix_against_buckets(ok) + _static_table(ok) + _padding_table(ok)
     lines += profile_section(ok, config_path)
     return lines
 
@@ -113,6 +113,30 @@ def _mix_table(ok: list[ShapeMixResult]) -> list[str]:
         lines.append(f"| {r.label} | {r.batch_size} | {_ms(expected)} | {_ms(mix.mean_ms)} | {_ms(mix.median_ms)} | {_ms(mix.p99_ms)} | "
                      f"{len(mix.latencies_ms)} | {mix.seed} | {compiles} |")  # fmt: skip
     return lines + [""]
+
+
+DISAGREE = 1.5  # a bucket's median inside the mix this many times above or below its own median: said so
+
+
+def _mix_against_buckets(ok: list[ShapeMixResult]) -> list[str]:
+    """Where a bucket's median inside the mixed stream is far from its median timed alone, the expected latency,
+    the padding and the profiles (all from the bucket medians) do not describe the mix: say so, and which way."""
+    notes = []
+    for r in ok:
+        pairs = [(b, m) for b, m in zip(r.buckets, r.mixes[0].bucket_medians(len(r.buckets))) if m and b.median_ms > 0]
+        if not pairs:
+            continue
+        bucket, inside = max(pairs, key=lambda p: abs(math.log(p[1] / p[0].median_ms)))
+        ratio = inside / bucket.median_ms
+        if 1 / DISAGREE < ratio < DISAGREE:
+            continue
+        why = ("switching shapes costs that much (see the first call after a switch) or the machine was slower during the mix"
+               if ratio > 1 else "the machine was slower while the buckets were timed (switching shapes does not make a call faster)")  # fmt: skip
+        notes.append(f"- **{r.label} bs{r.batch_size}: the mix and the buckets disagree.** Bucket {value_text(bucket.value)} took "
+                     f"{_ms(inside)} ms (median) inside the mix against {_ms(bucket.median_ms)} ms timed alone ({ratio:.2g}x): {why}. "
+                     "The expected latency, padding and profiles computed from the bucket medians do not describe this mix; "
+                     "measure again on a quiet machine (`--require-quiet`).")  # fmt: skip
+    return notes + [""] if notes else []
 
 
 def _static_table(ok: list[ShapeMixResult]) -> list[str]:
