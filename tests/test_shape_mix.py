@@ -345,8 +345,12 @@ def test_the_report_says_when_the_mix_and_the_bucket_medians_disagree():
         return "\n".join(shape_markdown([result], None, None))
 
     assert "disagree" not in report(1.2)
+    assert "| engine | bucket | static form |" not in report(1.2)  # no engine with a static form: no empty table
     assert "Bucket 8 took 24.000 ms (median) inside the mix against 8.000 ms timed alone (3x): switching shapes" in report(3.0)
     assert "(0.25x): the machine was slower while the buckets were timed" in report(0.25)
+    single = MixRun("unpadded", 0, (0,) * 20, ((8,),), (24.0,) * 20)
+    result = ShapeMixResult("m", "pytorch-cpu", "fp32", 1, {}, ("sequence",), buckets=buckets[:1], mixes=(single,))
+    assert "(3x): the machine was slower during the mix (one bucket: no shape switches)" in "\n".join(shape_markdown([result], None, None))
 
 
 def test_example_shapes_outside_the_profile_warn_on_engines_without_one():

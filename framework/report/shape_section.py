@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from framework.config import load_config
 from framework.files import write_atomic
 from framework.report.shape_chart import draw_shape_chart, value_text
@@ -56,7 +58,8 @@ def shape_markdown(results: list[ShapeMixResult], figure: str | None, config_pat
     lines = ["## Shapes as served", ""]
     if ok:
         dims = " x ".join(ok[0].dims)
-        lines += [f"Distribution over {dims}: {len(ok[0].buckets)} buckets. Latencies are the host clock around each call "
+        lines += [f"Distribution over {dims}: {len(ok[0].buckets)} bucket{'s' if len(ok[0].buckets) != 1 else ''}. Latencies are the host clock "
+                  "around each call "
                   "(GPU engines: host input to host output, copies and synchronisation included), warm-up excluded. Each bucket "
                   "is measured alone (median), then a mixed stream draws every request's bucket from the distribution "
                   "(seeded; the draws are in shape_mix.json), so shape switches are paid as a server pays them.", ""]  # fmt: skip
@@ -116,6 +119,7 @@ def _mix_table(ok: list[ShapeMixResult]) -> list[str]:
 
 
 DISAGREE = 1.5  # a bucket's median inside the mix this many times above or below its own median: said so
+MIN_DRAWN = 10  # ... for a bucket drawn at least this often in the mix
 
 
 def _mix_against_buckets(ok: list[ShapeMixResult]) -> list[str]:
@@ -123,14 +127,16 @@ def _mix_against_buckets(ok: list[ShapeMixResult]) -> list[str]:
     the padding and the profiles (all from the bucket medians) do not describe the mix: say so, and which way."""
     notes = []
     for r in ok:
-        pairs = [(b, m) for b, m in zip(r.buckets, r.mixes[0].bucket_medians(len(r.buckets))) if m and b.median_ms > 0]
+        drawn = np.bincount(r.mixes[0].draws, minlength=len(r.buckets))
+        pairs = [(b, m) for b, m, n in zip(r.buckets, r.mixes[0].bucket_medians(len(r.buckets)), drawn) if m and b.median_ms > 0 and n >= MIN_DRAWN]
         if not pairs:
             continue
         bucket, inside = max(pairs, key=lambda p: abs(math.log(p[1] / p[0].median_ms)))
         ratio = inside / bucket.median_ms
         if 1 / DISAGREE < ratio < DISAGREE:
             continue
-        why = ("switching shapes costs that much (see the first call after a switch) or the machine was slower during the mix"
+        why = ("the machine was slower during the mix (one bucket: no shape switches)" if ratio > 1 and len(r.buckets) == 1 else
+               "switching shapes costs that much (see the first call after a switch) or the machine was slower during the mix"
                if ratio > 1 else "the machine was slower while the buckets were timed (switching shapes does not make a call faster)")  # fmt: skip
         notes.append(f"- **{r.label} bs{r.batch_size}: the mix and the buckets disagree.** Bucket {value_text(bucket.value)} took "
                      f"{_ms(inside)} ms (median) inside the mix against {_ms(bucket.median_ms)} ms timed alone ({ratio:.2g}x): {why}. "
@@ -146,6 +152,8 @@ def _static_table(ok: list[ShapeMixResult]) -> list[str]:
              "the ratio is dynamic / static (above 1: dynamism costs that factor).", "",
              "| engine | bucket | static form | static (ms) | dynamic (ms) | dynamic / static | graphs compiled (static) |",
              "|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    if not any(r.static for r in ok):  # no engine has a static form: the notes alone, no empty table
+        lines = lines[:1]
     notes = []
     for r in ok:
         if not r.static:
