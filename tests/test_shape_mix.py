@@ -239,6 +239,14 @@ def test_shape_mix_flags_refuse_what_does_not_apply(capsys):
     assert code == 2 and "--mix-seed must be a whole number >= 0, got -1" in capsys.readouterr().err
 
 
+def test_a_shape_mix_with_nothing_to_measure_fails_before_anything_is_prepared(tmp_path, capsys):
+    (tmp_path / "seen.csv").write_text("height,width\n16,16\n")
+    code = main(["run", "tiny_cnn", "--models-dir", str(FIXTURES), "--shape-distribution", str(tmp_path / "seen.csv"),
+                 "--engines", "pytorch-cpu", "--precisions", "fp16", "--output", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2 and "nothing to measure for --engines pytorch-cpu and --precisions fp16 (pytorch-cpu runs fp32)" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "tiny_cnn" / "cache").exists()
+
+
 def test_end_to_end_on_a_real_model(tmp_path, capsys):
     """tiny_cnn (dynamic height and width) on ONNX Runtime and eager PyTorch, each in its own process."""
     (tmp_path / "seen.csv").write_text("height,width\n16,16\n16,16\n16,16\n32,32\n48,48\n")

@@ -69,6 +69,7 @@ def run_shape_mix(model: RegisteredModel, settings: SweepSettings, mix: MixSetti
         raise DeployBenchError(f"--mix-seed must be a whole number >= 0, got {mix.seed}")
     distribution = load_distribution(model, mix.distribution_file)
     engines = [e for e in settings.chosen_engines() if _runnable(e, report)]
+    planned = _plan(settings.chosen_engines(), engines, settings.precisions, report)
     config = model.load_config()
     for batch_size in settings.batch_sizes:
         check_profile(distribution, config, engines, batch_size)
@@ -79,16 +80,12 @@ def run_shape_mix(model: RegisteredModel, settings: SweepSettings, mix: MixSetti
         if settings.isolate:
             start_fork_server()
         graphs, cache_dir = _prepare(model, engines, settings, model_dir, report)
-        for engine in engines:
-            for precision in settings.precisions:
-                if precision not in engine_class(engine).precisions:
-                    report(f"{engine} {precision}: skipped ({engine} runs {', '.join(engine_class(engine).precisions)})")
-                    continue
-                for batch_size in settings.batch_sizes:
-                    job = _job(model, engine, precision, batch_size, settings, mix, distribution, graphs, cache_dir)
-                    result = _run(job, settings, model_dir / FOLDER / experiment_folder(job))
-                    report(f"{result.label} bs{batch_size}: {_outcome(result)}")
-                    results.append(result)
+        for engine, precision in planned:
+            for batch_size in settings.batch_sizes:
+                job = _job(model, engine, precision, batch_size, settings, mix, distribution, graphs, cache_dir)
+                result = _run(job, settings, model_dir / FOLDER / experiment_folder(job))
+                report(f"{result.label} bs{batch_size}: {_outcome(result)}")
+                results.append(result)
     figure, markdown, text = write_shape_report(model_dir)
     written = [p for p in (figure, markdown) if p]
     if text:  # a self-contained HTML of the section, images inlined
@@ -110,6 +107,23 @@ def experiment_folder(job: MixJob) -> str:
     options = {k: v for k, v in engine_class(job.engine).configuration(job.options).items() if k not in ("threads", "cpus")}
     extra = f"__{safe_component(label(options))}" if options else ""
     return f"{job.engine}__{job.precision}__bs{job.batch_size}{extra}"
+
+
+def _plan(chosen: list[str], runnable: list[str], precisions, report) -> list[tuple[str, str]]:
+    """The engine x precision pairs to measure (the others said as skipped); none at all is an error, before the
+    model is prepared: a run that measured nothing would otherwise end as a success and leave an earlier report."""
+    planned = []
+    for engine in runnable:
+        for precision in precisions:
+            if precision in engine_class(engine).precisions:
+                planned.append((engine, precision))
+            else:
+                report(f"{engine} {precision}: skipped ({engine} runs {', '.join(engine_class(engine).precisions)})")
+    if not planned:
+        why = ", ".join(f"{e} runs {'/'.join(engine_class(e).precisions)}" for e in runnable) or "none of them is available here"
+        raise DeployBenchError(f"--shape-mix: nothing to measure for --engines {','.join(chosen)} and --precisions "
+                               f"{','.join(precisions)} ({why})")  # fmt: skip
+    return planned
 
 
 def _runnable(engine: str, report) -> bool:
