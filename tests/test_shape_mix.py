@@ -4,6 +4,7 @@ The recommendation functions are checked against a fake engine whose latency is 
 the expected latency, the profile split and the padding choice have exact answers; the timing functions run
 that fake engine on a fake clock; the end-to-end test runs the real CLI on a real model and ONNX Runtime."""
 
+import dataclasses
 import itertools
 import json
 import math
@@ -359,6 +360,9 @@ def test_the_report_says_when_the_mix_and_the_bucket_medians_disagree():
     single = MixRun("unpadded", 0, (0,) * 20, ((8,),), (24.0,) * 20)
     result = ShapeMixResult("m", "pytorch-cpu", "fp32", 1, {}, ("sequence",), buckets=buckets[:1], mixes=(single,))
     assert "(3x): the machine was slower during the mix (one bucket: no shape switches)" in "\n".join(shape_markdown([result], None, None))
+    flat = MixRun("unpadded", 0, draws, tuple(VALUES), (8.0,) * 40)
+    two = [dataclasses.replace(result, batch_size=b, buckets=buckets, mixes=(flat,)) for b in (1, 4)]
+    assert "| pytorch-cpu fp32 bs4 | none" in "\n".join(shape_markdown(two, None, None))  # batch sizes told apart in every table
 
 
 def test_example_shapes_outside_the_profile_warn_on_engines_without_one():

@@ -157,11 +157,12 @@ def _static_table(ok: list[ShapeMixResult]) -> list[str]:
     notes = []
     for r in ok:
         if not r.static:
-            notes.append(f"- {r.label}: {r.static_note}")
+            notes.append(f"- {r.label} bs{r.batch_size}: {r.static_note}")
         for s in r.static:
             ratio = f"{s.ratio:.2f}" if s.ratio else f"n/a ({s.error})" if s.error else "n/a"
             compiles = "n/a" if s.compiles is None else str(s.compiles)
-            lines.append(f"| {r.label} | {value_text(s.value)} | {s.how} | {_ms(s.static_ms)} | {_ms(s.dynamic_ms)} | {ratio} | {compiles} |")
+            lines.append(f"| {r.label} bs{r.batch_size} | {value_text(s.value)} | {s.how} | {_ms(s.static_ms)} | {_ms(s.dynamic_ms)} | "
+                         f"{ratio} | {compiles} |")  # fmt: skip
     return lines + [""] + notes + ([""] if notes else [])
 
 
@@ -179,7 +180,7 @@ def _padding_table(ok: list[ShapeMixResult]) -> list[str]:
         for i, p in enumerate(choices):
             mix = measured.get(p.label)
             mark = " **(recommended)**" if i == 0 else ""
-            lines.append(f"| {r.label} | {p.label}{mark} | {_ms(p.expected_ms)}{'*' if p.interpolated else ''} | "
+            lines.append(f"| {r.label} bs{r.batch_size} | {p.label}{mark} | {_ms(p.expected_ms)}{'*' if p.interpolated else ''} | "
                          f"{_ms(mix.mean_ms) if mix else '-'} | {_ms(mix.p99_ms) if mix else '-'} |")  # fmt: skip
     return lines + [""]
 
