@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +94,69 @@ def test_the_budget_bounds_the_candidate_phase(searched, tmp_path):
                             source=str(cache / "model.onnx"), default_graph=str(cache / "model_int8.onnx"), engine="onnxruntime-cpu",
                             device="cpu", graph="int8", precision="int8", calibration_samples=64, threads=1, budget_s=1e-6)  # fmt: skip
     rng = np.random.default_rng(0)
-    plan = find_candidates(request, [{"features": rng.standard_normal((8, 16)).astype(np.float32)}])
+    batches = [{"features": rng.standard_normal((8, 16)).astype(np.float32)}]
+    plan = find_candidates(request, batches)
     assert [s["stage"] for s in plan["steps"]] == ["first recipe"] and plan["ranking"] is None
     assert not list((tmp_path / SEARCH_DIR).glob("int8_*.onnx"))  # nothing else built
+    assert not plan["complete"] and len(plan["not_built"]) == 5  # cut short: a larger budget must not reuse it
+    larger = find_candidates(dataclasses.replace(request, budget_s=300.0), batches)
+    assert not larger["reused"] and len(larger["steps"]) > 1 and not larger["not_built"]
+
+
+def test_a_damaged_cache_is_searched_again_with_a_message(searched):
+    """A truncated step graph or plan file: the plan is not reused (the step would fail to load and the search
+    would end with no valid recipe), the candidates are built again, and the reason is given."""
+    from framework.sweep.recipe_candidates import SearchRequest, find_candidates
+
+    cache = searched / "cache" / "1x16"
+    request = SearchRequest(loader={}, config_path="", shapes=[[1, 16]], model_dir=str(searched), cache_dir=str(cache),
+                            source=str(cache / "model.onnx"), default_graph=str(cache / "model_int8.onnx"), engine="onnxruntime-cpu",
+                            device="cpu", graph="int8", precision="int8", calibration_samples=64, threads=1, budget_s=300.0)  # fmt: skip
+    from framework.registry import import_plugin_file
+
+    features = import_plugin_file(SEARCH_MODELS / "sensitive_mlp" / "load.py").features
+    batches = [{"features": features(64, seed=3)[i : i + 8]} for i in range(0, 64, 8)]
+    find_candidates(request, batches)
+    graph = Path(find_candidates(request, batches)["steps"][-1]["graph"])
+    graph.write_bytes(graph.read_bytes()[:100])
+    again = find_candidates(request, batches)
+    assert not again["reused"] and graph.name in again["cache_note"] and again["steps"][-1]["passed"]
+    plan = next((cache / SEARCH_DIR).glob("*.plan.json"))
+    plan.write_text('{"steps": [')
+    again = find_candidates(request, batches)
+    assert not again["reused"] and "does not match its recorded hash" in again["cache_note"] and again["steps"][-1]["passed"]
+    assert find_candidates(request, batches)["reused"]
+
+
+def test_a_result_chosen_by_a_search_cut_short_is_searched_again_with_a_larger_budget(searched):
+    from framework.sweep.precision_search import searched_without_search
+
+    kept = load_result(searched / "1x16" / "onnxruntime-cpu__int8__bs1")
+    assert not searched_without_search(kept, True, 300.0) and searched_without_search(kept, False, 300.0)
+    short = dataclasses.replace(kept, recipe_search={**kept.recipe_search, "budget_s": 1.0, "not_measured": ["static Entropy"]})
+    assert searched_without_search(short, True, 300.0) and not searched_without_search(short, True, 1.0)
+    short = dataclasses.replace(kept, recipe_search={**kept.recipe_search, "budget_s": 1.0, "rounds": [{"complete": False}]})
+    assert searched_without_search(short, True, 300.0)
+
+
+def test_a_model_without_calibration_set_or_dataset_is_warned_that_the_timed_input_steers(tmp_path):
+    from framework.sweep.recipe_candidates import OVERLAP_TIMED
+
+    models = tmp_path / "models" / "nodata"
+    models.mkdir(parents=True)
+    config = (SEARCH_MODELS / "sensitive_mlp" / "config.yaml").read_text().replace("name: sensitive_mlp", "name: sensitive_nodata")
+    (models / "config.yaml").write_text(config)
+    (models / "load.py").write_text(
+        "from pathlib import Path\nfrom framework import register_model\nfrom framework.registry import import_plugin_file\n"
+        f"base = import_plugin_file(Path({str(SEARCH_MODELS / 'sensitive_mlp' / 'load.py')!r}))\n\n\n@register_model\n"
+        "class NoData(base.SensitiveMLPLoader):\n    name = 'sensitive_nodata'\n\n    def load_dataset(self):\n        return None\n\n"
+        "    def load_calibration_data(self):\n        return None\n"
+    )  # fmt: skip
+    run = [a if a != str(SEARCH_MODELS) else str(models.parent) for a in RUN]
+    assert main(["run", "sensitive_nodata", "--output", str(tmp_path / "out"), *run]) == 0
+    int8 = load_result(tmp_path / "out" / "sensitive_nodata" / "1x16" / "onnxruntime-cpu__int8__bs1")
+    assert int8.recipe_search["calibration_overlaps"] == OVERLAP_TIMED  # calibrated on the timed input, which the held-out check uses
+    assert OVERLAP_TIMED in (tmp_path / "out" / "sensitive_nodata" / "report.md").read_text()
 
 
 def test_a_search_budget_that_is_not_positive_is_refused(tmp_path, capsys):
@@ -113,6 +174,15 @@ def test_without_precision_search_the_first_recipe_stands(tmp_path):
     assert main(["run", "sensitive_mlp", "--output", str(tmp_path), *RUN, "--no-precision-search"]) == 0
     again = load_result(folder)  # not kept: a run without the search measures the first recipe again
     assert again.validity == "invalid" and again.recipe_search is None and again.run_id != int8.run_id
+    assert "### Precision search" not in (tmp_path / "sensitive_mlp" / "report.md").read_text()  # its steps are an earlier run's
+    stale = folder / SEARCH_DIR / "02_dynamic_MatMul_-1_nodes"  # a step an earlier search (another budget) numbered otherwise
+    shutil.copytree(next((folder / SEARCH_DIR).glob("06_*")), stale)
+    assert main(["run", "sensitive_mlp", "--output", str(tmp_path), *RUN]) == 0
+    assert not stale.exists()
+    text = (tmp_path / "sensitive_mlp" / "report.md").read_text()
+    table = text[text.index("### Precision search: onnxruntime-cpu int8, batch 1") :].split("\n\n")[2].splitlines()[2:]
+    numbers = [row.split(" | ")[0].removeprefix("| ").split()[0] for row in table]
+    assert len(numbers) == len(set(numbers)) == len(list((folder / SEARCH_DIR).iterdir())), table
 
 
 def test_no_search_runs_when_the_first_recipe_passes(tmp_path):

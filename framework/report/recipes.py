@@ -74,18 +74,32 @@ def step_row(step: Result, fp32_ms: float | None, chosen: int | None) -> list[st
 HEADER = ["step", "recipe", "stage", "nodes kept in float", "cosine, calibration", "cosine, held-out", "result", "median ms", "speedup vs fp32"]
 
 
+def _budget_note(search: dict) -> str:
+    """What ``--search-budget`` left undone: candidates built but not measured, recipes not built, fallback unfinished."""
+    skipped, rounds = search.get("not_measured") or [], search.get("rounds", [])
+    unbuilt = [label for r in rounds for label in r.get("not_built", [])]
+    note = f"; not measured, --search-budget spent (failed on the calibration set): {'; '.join(skipped)}" if skipped else ""
+    if any(r.get("complete") is False for r in rounds):
+        note += "; candidate phase cut short by --search-budget" + (f" (not built: {'; '.join(unbuilt)})" if unbuilt else "")
+    return note
+
+
 def search_section(steps: list[Result], results: list[Result], shape: str) -> list[str]:
     """The report's section for one shape: per searched experiment, its steps in the order tried."""
     lines: list[str] = []
     for experiment in sorted({s.experiment for s in steps if s.experiment.shape_tag == shape}, key=lambda e: (e.engine, e.precision, e.batch_size)):
         final = next((r for r in results if r.experiment == experiment), None)
-        search = (final.recipe_search if final else None) or {}
+        if final is None or not final.recipe_search:  # steps an earlier search left: this result did not search (--no-precision-search)
+            continue
+        search = final.recipe_search
         chosen = search.get("step")
         rows = [s for s in steps if s.experiment == experiment]
         fp32_ms = _fp32_median(results, rows[0])
         fully = f", measured fully: {final.headline.median_ms:.4g} ms" if final and final.headline else ""
         outcome = f"chosen: step {chosen}, {search.get('chosen')}{fully}" if chosen is not None else NONE_VALID
-        overlap = f" Warning: {OVERLAP}." if search.get("calibration_overlaps") else ""
+        overlap = search.get("calibration_overlaps")
+        overlap = f" Warning: {overlap if isinstance(overlap, str) else OVERLAP}." if overlap else ""
+        outcome += _budget_note(search)
         lines += [f"### Precision search: {experiment.engine} {experiment.precision}, batch {experiment.batch_size}", "",
                   f"The first recipe failed the floor; {len(rows)} steps measured in {search.get('spent_s', '?')} s of "
                   f"--search-budget {search.get('budget_s', '?')} s; {outcome}. Calibration: the agreement the search steered by; "

@@ -46,10 +46,15 @@ def needs_search(result: Result, enabled: bool, repeats: int, needs_onnx: bool) 
             and result.validity == "invalid" and any("disagree with PyTorch" in r for r in result.invalid_reasons))  # fmt: skip
 
 
-def searched_without_search(kept: Result, enabled: bool) -> bool:
+def searched_without_search(kept: Result, enabled: bool, budget_s: float | None = None) -> bool:
     """A result whose graph the search chose, kept from a run with the search on, is not what a run with
-    ``--no-precision-search`` measures: the first recipe is measured again."""
-    return not enabled and bool((kept.recipe_search or {}).get("chosen"))
+    ``--no-precision-search`` measures: the first recipe is measured again. Nor is one whose search a smaller
+    ``--search-budget`` cut short (candidates not measured, ranking unfinished) what a larger budget finds."""
+    search = kept.recipe_search or {}
+    if not search.get("chosen"):
+        return False
+    cut_short = bool(search.get("not_measured")) or any(r.get("complete") is False for r in search.get("rounds", []))
+    return not enabled or (cut_short and budget_s is not None and budget_s > search.get("budget_s", 0))
 
 
 def search(first: Result, job: Job, request: SearchRequest, run_job: Callable[[Job, float | None], Result], isolate: bool,
@@ -74,13 +79,16 @@ def search(first: Result, job: Job, request: SearchRequest, run_job: Callable[[J
             summary["error"] = plan["error"]
             break
         if plan.get("calibration_apart") is False and not summary.get("calibration_overlaps"):
-            summary["calibration_overlaps"] = True
-            report(f"{name}: warning: {OVERLAP}")
+            summary["calibration_overlaps"] = plan.get("calibration_overlap") or OVERLAP
+            report(f"{name}: warning: {summary['calibration_overlaps']}")
         if plan.get("reused"):
             report(f"{name}: candidate recipes{' and sensitivity ranking' if plan.get('ranking') else ''} reused from the cache (margin {margin:g})")
+        elif plan.get("cache_note"):
+            report(f"{name}: {plan['cache_note']}: candidates built and judged again (margin {margin:g})")
         summary["rounds"].append({"margin": margin, "planned": len(plan["steps"]), "plan_reused": bool(plan.get("reused")),
-                                  "ranking": _ranking_note(plan)})  # fmt: skip
-        _measure_steps(first, job, plan["steps"], steps, run_job, deadline, report, keep)
+                                  "complete": plan["complete"], "not_built": plan.get("not_built", []), "ranking": _ranking_note(plan)})  # fmt: skip
+        summary.setdefault("not_measured", []).extend(_measure_steps(first, job, plan["steps"], steps, run_job, deadline, report, keep))
+    _prune(job.result_dir / SEARCH_DIR, steps.values())
     summary.update(steps=len(steps), spent_s=round(time.monotonic() - started, 1))
     best = _fastest_valid(list(steps.values()))
     if best is None:
@@ -101,11 +109,13 @@ def _saved(job: Job, result: Result, summary: dict) -> Result:
     return result
 
 
-def _measure_steps(first: Result, job: Job, planned: list[dict], steps: dict[str, Result], run_job, deadline: float, report, keep: bool) -> None:
+def _measure_steps(first: Result, job: Job, planned: list[dict], steps: dict[str, Result], run_job, deadline: float, report, keep: bool) -> list[str]:
     """Measure the planned steps not measured yet in this search into ``steps``. Step 0 is the first recipe's
     own measurement; the others are measured briefly, or kept from a run with the same fingerprint. One that
-    failed on the calibration set is skipped once the budget is spent. ``keep`` False (``--force``): measure every
-    step again (the cached plan is still used: it depends on the graphs and data, not on the machine's speed)."""
+    failed on the calibration set is skipped once the budget is spent: their labels are returned. ``keep`` False
+    (``--force``): measure every step again (the cached plan is still used: it depends on the graphs and data,
+    not on the machine's speed)."""
+    skipped = []
     for step in planned:
         if step["graph"] in steps:
             continue
@@ -116,7 +126,8 @@ def _measure_steps(first: Result, job: Job, planned: list[dict], steps: dict[str
             result = dataclasses.replace(result, recipe_search=meta)
             save_result(target, result)
         elif deadline - time.monotonic() <= 0 and not step["passed"]:
-            report(f"{first.experiment.name}: search step {meta['step']} {step['label']}: not measured, --search-budget spent")
+            report(f"{first.experiment.name}: search candidate {step['label']}: not measured, --search-budget spent (failed on calibration)")
+            skipped.append(step["label"])
             continue
         else:
             fingerprint = settings_hash({"experiment": job.fingerprint, "graph": Path(step["graph"]).name, "recipe": step["recipe"]})
@@ -125,6 +136,17 @@ def _measure_steps(first: Result, job: Job, planned: list[dict], steps: dict[str
         steps[step["graph"]] = result
         if meta["step"]:
             report(f"{first.experiment.name}: search step {meta['step']} {step['label']}: {_outcome(result)}")
+    return skipped
+
+
+def _prune(folder: Path, steps) -> None:
+    """Remove step folders an earlier search left (other steps, other numbering): the report tables this search's only."""
+    import shutil
+
+    ours = {safe_component(f"{r.recipe_search['step']:02d} {r.recipe_search['label']}") for r in steps}
+    for path in folder.iterdir() if folder.is_dir() else ():
+        if path.is_dir() and path.name not in ours:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _run_step(job: Job, step: dict, meta: dict, target: Path, fingerprint: str, run_job, timeout_s: float | None) -> Result:

@@ -43,6 +43,10 @@ OVERLAP = (
     "the model has no calibration set of its own (load_calibration_data): the search steers by its dataset's first "
     "samples, which the held-out check on the dataset covers too"
 )
+OVERLAP_TIMED = (
+    "the model has neither a calibration set (load_calibration_data) nor a dataset: the search steers by the timed input, "
+    "which the held-out check covers too (only the varied inputs are held out)"
+)
 PHASE_SHARE = 0.75  # of --search-budget, for building and judging candidates; the rest measures them
 
 
@@ -117,15 +121,27 @@ def find_candidates(request: SearchRequest, batches: list[dict[str, np.ndarray]]
     folder = Path(request.cache_dir) / SEARCH_DIR
     path = folder / f"{safe_component(request.engine)}__{request.precision}__margin{request.margin:g}.plan.json"
     key = plan_key(request, calibration_digest(batches))
-    reusable, _ = is_current(path, key)
+    reusable, why = is_current(path, key)
     if reusable:
         plan = json.loads(path.read_text())
-        if all(Path(s["graph"]).is_file() or s.get("error") for s in plan["steps"]) and (plan["complete"] or plan["budget_s"] >= request.budget_s):
+        broken = next((Path(s["graph"]).name for s in plan["steps"][1:] if not s.get("error") and not is_current(s["graph"], _graph_key(s))[0]), None)
+        if broken is None and (plan["complete"] and "not_built" in plan or plan["budget_s"] >= request.budget_s):  # not_built: how complete is judged
             return {**plan, "reused": True}
+        why = f"step graph {broken} is missing, truncated or corrupted" if broken else "the cached search was cut short by a smaller --search-budget"
     plan = _search(request, batches, folder, key)
     write_atomic(path, json.dumps(plan, indent=1))
     record_built(path, key)
-    return {**plan, "reused": False}
+    return {**plan, "reused": False, "cache_note": None if why == "not cached" else f"cached plan not used ({why.removeprefix('rebuilding: ')})"}
+
+
+def _graph_key(step: dict) -> dict:
+    """The settings a step's graph was cached under (its ``.meta.json``), for checking it is still intact."""
+    from framework.artifacts.cache import meta_path
+
+    try:
+        return json.loads(meta_path(Path(step["graph"])).read_text())["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"unreadable": True}
 
 
 def _search(request: SearchRequest, batches: list, folder: Path, key: dict) -> dict:
@@ -141,13 +157,23 @@ def _search(request: SearchRequest, batches: list, folder: Path, key: dict) -> d
         if time.monotonic() > deadline:
             break
         steps.append(_built_step(recipe, prepared, folder, batches, judge, request, "ladder", key))
-    ranking = None
-    if (request.fallback or not any(s["passed"] for s in steps)) and time.monotonic() <= deadline:
+    ranking, not_built = None, [r.label for r in recipes[len(steps) :]]
+    fallback = request.fallback or not any(s["passed"] for s in steps)
+    done = not not_built and not fallback  # complete: no later run with a larger budget would try more
+    if fallback and time.monotonic() <= deadline:
         base = max((s for s in steps if s["calibration"]), key=lambda s: s["calibration"]["cosine_similarity"])
         ranking, probes = _fallback(Recipe.from_dict(base["recipe"]), Path(base["graph"]), prepared, folder, batches, judge, request, deadline, key)
+        done = not not_built and _fallback_done(ranking, probes)
         steps += probes
-    return {"steps": steps, "ranking": ranking.to_dict() if ranking else None, "complete": ranking is None or ranking.complete,
+    return {"steps": steps, "ranking": ranking.to_dict() if ranking else None, "complete": done, "not_built": not_built,
             "spent_s": round(time.monotonic() - start, 1), "budget_s": request.budget_s}  # fmt: skip
+
+
+def _fallback_done(ranking: Ranking, probes: list[dict]) -> bool:
+    """Every node ranked, and the count found (a probe passed) or every node tried in float (none passes)."""
+    if not ranking.complete:
+        return False
+    return not ranking.nodes or any(p["passed"] for p in probes) or bool(probes) and len(probes[-1]["recipe"]["excluded"]) == len(ranking.nodes)
 
 
 def _step(recipe: Recipe, graph: Path, judge: Judge, request: SearchRequest, stage: str, build_s: float) -> dict:
@@ -201,10 +227,10 @@ def _fallback(base: Recipe, base_graph: Path, prepared: Path, folder: Path, batc
     return ranking, steps
 
 
-def calibration_of(request: SearchRequest) -> tuple[list[dict[str, np.ndarray]], bool]:
+def calibration_of(request: SearchRequest) -> tuple[list[dict[str, np.ndarray]], str | None]:
     """The calibration batches the sweep's preparation quantized with (``prepare.prepare_shape``, same rules), and
-    whether they are apart from the held-out data: False when the loader has no calibration set of its own and
-    they are its dataset's first samples, which the dataset check covers too."""
+    how they overlap the held-out data (None: apart): a loader without a calibration set of its own calibrates on
+    its dataset's first samples, which the dataset check covers too, or without a dataset on the timed input."""
     from framework.config import load_config
     from framework.sweep.job import LoaderRef
     from framework.sweep.prepare import prepare_shape
@@ -216,13 +242,13 @@ def calibration_of(request: SearchRequest) -> tuple[list[dict[str, np.ndarray]],
         raise RuntimeError(f"cannot load the calibration data: {prepared.setup_error}")
     batch = INT8_VARIANTS["int8"]["calibration_batch"]
     loader = LoaderRef(**request.loader).load_class()(config, [tuple(s) for s in request.shapes])
-    apart = prepared.dataset is None or loader.load_calibration_data() is not None
-    return calibration_batches(list(prepared.calibration), list(config.inputs), batch), apart
+    overlap = None if loader.load_calibration_data() is not None else OVERLAP if prepared.dataset is not None else OVERLAP_TIMED
+    return calibration_batches(list(prepared.calibration), list(config.inputs), batch), overlap
 
 
 def _candidates(request: SearchRequest) -> dict:
-    batches, apart = calibration_of(request)
-    return {**find_candidates(request, batches), "calibration_apart": apart}
+    batches, overlap = calibration_of(request)
+    return {**find_candidates(request, batches), "calibration_apart": overlap is None, "calibration_overlap": overlap}
 
 
 def candidates_in_child(request: SearchRequest, timeout_s: float, isolate: bool) -> dict:

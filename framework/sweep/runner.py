@@ -171,7 +171,7 @@ def _settle(prepared: PreparedShape, experiments: list[Experiment], settings: Sw
         fingerprint = plan.fingerprint(experiment, settings, prepared.model_digest, prepared.data_digest, machine)
         folder = experiment.folder(settings.output)
         kept = None if settings.force else is_complete(folder, fingerprint)
-        kept = None if kept and precision_search.searched_without_search(kept, settings.precision_search) else kept
+        kept = None if kept and precision_search.searched_without_search(kept, settings.precision_search, settings.search_budget) else kept
         if kept:
             done.append(kept)
             progress(experiment, "kept from an earlier run (--force measures it again)")
