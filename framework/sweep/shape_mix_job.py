@@ -93,13 +93,13 @@ def _study(job: MixJob) -> ShapeMixResult:
     dist = job.distribution
     cls = engine_class(job.engine)
     artifacts = ModelArtifacts(config=config, onnx_paths=dict(job.graphs), cache_dir=job.cache_dir, module_factory=_module_factory(job, config))
-    inputs = {value: bucket_inputs(job, config, value) for value in dist.values}
+    inputs = {value: named(value, lambda v: bucket_inputs(job, config, v)) for value in dist.values}
     result = dataclasses.replace(job.empty_result(), options=dynamic_options(cls, job.options))
     with cls(artifacts, job.precision, result.options) as engine:
         compiled = compiled_graphs()  # before prepare: a dynamic engine compiles its one graph there
         engine.prepare(inputs[dist.values[0]])
         make_step = shape_step_maker(engine)
-        steps = {value: make_step(inputs[value]) for value in dist.values}
+        steps = {value: named(value, lambda v: first_called(make_step(inputs[v]))) for value in dist.values}
         timings = time_buckets([steps[v] for v in dist.values], job.run_length)
         compiles = None if compiled is None or compiled_graphs() is None else compiled_graphs() - compiled
         buckets = tuple(_bucket(v, w, t) for v, w, t in zip(dist.values, dist.weights, timings))
@@ -108,6 +108,20 @@ def _study(job: MixJob) -> ShapeMixResult:
         static, note = static_buckets(job, cls, artifacts, inputs, steps) if job.static else ((), "not asked for")
     return dataclasses.replace(result, buckets=buckets, mixes=mixes, static=tuple(static), static_note=note,
                                compiles_per_bucket=compiles, engine_settings=settings)  # fmt: skip
+
+
+def named(value: tuple[int, ...], make):
+    """``make(value)``; its failure names the bucket (a shape the model cannot run fails the experiment: say which)."""
+    try:
+        return make(value)
+    except Exception as exc:
+        raise DeployBenchError(f"bucket {list(value)}: {one_line(exc)}") from exc
+
+
+def first_called(step):
+    """``step``, called once: a bucket the engine cannot run fails here, where its name is known."""
+    step()
+    return step
 
 
 def _bucket(value: tuple[int, ...], weight: float, timing) -> BucketLatency:
