@@ -208,6 +208,18 @@ def test_an_engine_the_driver_cannot_run_is_asked_of_the_cluster(cluster):
     assert probe.stdout.strip().splitlines()[-1] == "['onnxruntime-cpu'] None True", probe.stdout + probe.stderr
 
 
+@pytest.mark.slow
+def test_no_address_starts_a_local_instance_even_where_ray_address_names_a_cluster(cluster, tmp_path):
+    address, nodes, _ = cluster
+    models = make_model(tmp_path / "models", "own_instance")
+    command = [sys.executable, "-m", "framework.cli", "run", "own_instance", "--models-dir", str(models), "--output", str(tmp_path / "out"), *RUN,
+               "--engines", "onnxruntime-cpu", "--batch-sizes", "1", "--executor", "ray"]  # fmt: skip
+    run = subprocess.run(command, cwd=REPO, env={**RAY_ENV, "RAY_ADDRESS": address}, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (record,) = records(tmp_path / "out", "own_instance").values()
+    assert record["status"] == "ok" and record["machine"]["node"]["work_root"] not in {str(node) for node in nodes}
+
+
 def test_the_local_executor_never_imports_ray(tmp_path):
     models = make_model(tmp_path / "models", "local_only")
     argv = ["run", "local_only", "--models-dir", str(models), "--output", str(tmp_path / "out"), *RUN, "--engines", "onnxruntime-cpu", "--quiet"]
@@ -233,7 +245,10 @@ def test_the_slot_rule_gives_gpus_whole_and_cpu_experiments_a_slot_of_their_own(
      (["--executor", "ray", "--tune"], "--executor ray does not support --tune"),
      (["--executor", "ray", "--devices", "H100,L4"], "one GPU kind per results folder"),
      (["--address", "auto"], "--address: only with --executor ray"),
-     (["--executor", "ray", "--shape-mix"], "do not run on --executor ray yet")],
+     (["--executor", "ray", "--shape-mix"], "do not run on --executor ray yet"),
+     (["--executor", "ray", "--address", "127.0.0.1:1"], "--address 127.0.0.1:1: nothing answers at 127.0.0.1:1"),  # not Ray's 12 minutes of retries
+     (["--executor", "ray", "--address", "not a host"], "--address not a host: give 'auto', a ray:// URL or HOST:PORT"),
+     (["--executor", "ray", "--address", "head:99999"], "--address head:99999: give 'auto'")],
 )  # fmt: skip
 def test_what_the_ray_executor_cannot_do_is_refused_before_anything_runs(flags, message, tmp_path, capsys):
     pytest.importorskip("ray", reason="needs the ray package (pip install 'deploybench[ray]')")

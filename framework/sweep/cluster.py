@@ -17,6 +17,7 @@ Tasks ask for no Ray CPUs (``num_cpus=0``): the slots above are what keeps measu
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from framework.errors import DeployBenchError
@@ -25,6 +26,8 @@ EXECUTORS = ("local", "ray")
 CPU_SLOT = "deploybench_cpu_slot"
 NODE = "deploybench_node"
 GPU_SHARE_OF_NODE = 0.001  # what a GPU experiment takes of its node's NODE resource with --exclusive-node
+CONNECT_TIMEOUT_S = 5.0  # an --address where nothing answers is refused at once (Ray itself retries for about 12 minutes)
+ADDRESS_FORMS = "give 'auto', a ray:// URL or HOST:PORT (or leave it out to start a local Ray instance)"
 START_NODE_HINT = f"""start each node with `ray start ... --resources '{{"{CPU_SLOT}": 1, "{NODE}": 1}}'`"""
 
 
@@ -42,13 +45,40 @@ class ClusterSettings:
         if importlib.util.find_spec("ray") is None:
             raise DeployBenchError("--executor ray needs the ray package: pip install 'deploybench[ray]'")
         if self.address is not None and not self.address.strip():
-            raise DeployBenchError("--address: give 'auto', a ray:// URL or HOST:PORT (or leave it out to start a local Ray instance)")
+            raise DeployBenchError(f"--address: {ADDRESS_FORMS}")
+        self.check_reachable()
         if len(self.devices) > 1:
             raise DeployBenchError(f"--devices {','.join(self.devices)}: one GPU kind per results folder for now (an experiment's folder "
                                    f"does not name its GPU kind); run once per kind with its own --output, then compare them")  # fmt: skip
         bad = [d for d in self.devices if not d.replace("-", "").replace("_", "").isalnum()]
         if bad:
             raise DeployBenchError(f"--devices {','.join(self.devices)}: a GPU kind is a Ray accelerator type such as H100 or L4, got {bad}")
+
+    def host_port(self) -> tuple[str, int] | None:
+        """``--address``'s host and port (None: auto, a ray:// URL without a port, or no address)."""
+        if self.address is None or self.address.strip() == "auto":
+            return None
+        client = self.address.strip().startswith("ray://")
+        host, colon, port = self.address.strip().removeprefix("ray://").rpartition(":")
+        if client and not colon:
+            return None
+        host = host.removeprefix("[").removesuffix("]")  # [::1]:6379
+        if not host or any(c in host for c in "/ @") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise DeployBenchError(f"--address {self.address}: {ADDRESS_FORMS}")
+        return host, int(port)
+
+    def check_reachable(self) -> None:
+        """Refuse an ``--address`` where nothing accepts a connection, in seconds rather than Ray's minutes of retries."""
+        target = self.host_port()
+        if target is None:
+            return
+        try:
+            socket.create_connection(target, timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            start = f"--ray-client-server-port={target[1]}" if self.address.strip().startswith("ray://") else f"--port={target[1]}"
+            raise DeployBenchError(f"--address {self.address}: nothing answers at {target[0]}:{target[1]} ({exc.strerror or exc}): "
+                                   f"start the cluster there (`ray start --head {start}`) or give the address "
+                                   f"`ray start --head` printed") from None  # fmt: skip
 
     def fingerprint_fields(self) -> dict:
         """What changes an experiment's figures: the GPU kind it must run on (none: the executor does not matter,

@@ -45,12 +45,13 @@ def connect(cluster: ClusterSettings):
     quiet = {"log_to_driver": False, "logging_level": "ERROR"}
     os.environ.setdefault("RAY_worker_niceness", "0")  # a local instance's workers at normal priority (Ray's default: 15)
     try:
-        if cluster.address is None:
-            ray.init(resources={CPU_SLOT: 1, NODE: 1}, include_dashboard=False, **quiet)
+        if cluster.address is None:  # "local": a new instance, even where RAY_ADDRESS names a running cluster
+            ray.init(address="local", resources={CPU_SLOT: 1, NODE: 1}, include_dashboard=False, **quiet)
         else:
             ray.init(address=cluster.address, **quiet)
-    except ConnectionError as exc:
-        raise DeployBenchError(f"--address {cluster.address}: cannot connect to a Ray cluster there ({one_line(exc)})") from None
+    except (ConnectionError, ValueError) as exc:  # ValueError: an address Ray cannot parse, ray:// without ray[client]
+        where = f"--address {cluster.address}: cannot connect to a Ray cluster there" if cluster.address else "cannot start a local Ray instance"
+        raise DeployBenchError(f"{where} ({one_line(exc)})") from None
     return ray
 
 
