@@ -1,8 +1,10 @@
-"""Shapes as served (issue 16) under faults: a bucket the model cannot run is named in the failure."""
+"""Shapes as served (issue 16): a bucket the model cannot run is named in the failure; the recommended profiles
+leave no length unserved."""
 
 import json
 
 from framework.cli import main
+from framework.results.profiles import recommend_profiles
 from tests.test_faults import make_model
 
 
@@ -17,3 +19,21 @@ def test_a_bucket_the_model_cannot_run_is_named_in_the_failure(tmp_path, capsys)
     result = json.loads((tmp_path / "out" / "narrow" / "shape_mix" / "pytorch-cpu__fp32__bs1" / "shape_mix.json").read_text())
     assert result["status"] == "failed" and result["reason"].startswith("DeployBenchError: bucket [16, 48]: RuntimeError: shape '[7]'")
     assert "bucket [16, 48]" in (tmp_path / "out" / "narrow" / "shape_mix" / "shape_mix.md").read_text()
+
+
+def test_recommended_profiles_leave_no_length_between_or_below_the_buckets_unserved():
+    """Buckets 8, 16, 32, 64 in two profiles: the second starts right after the first ends (a length of 20 or 40
+    is served), and the first snippet keeps the config's min (1) for lengths below the smallest bucket."""
+    from pathlib import Path
+
+    from framework.report.shape_section import shape_markdown
+    from framework.results.shape_mix_record import BucketLatency, MixRun, ShapeMixResult
+
+    values, weights = [(8,), (16,), (32,), (64,)], [0.4, 0.3, 0.2, 0.1]
+    first, second = recommend_profiles(values, weights, [float(v[0]) for v in values], k=2, opt_penalty=0.3).profiles
+    assert second.min == (first.max[0] + 1,) and first.min == (8,)
+    buckets = tuple(BucketLatency(v, w, float(v[0]), (v[0], v[0]), 10, "converged") for v, w in zip(values, weights))
+    mix = MixRun("unpadded", 0, (0, 1, 2, 3), tuple(values), (8.0, 16.0, 32.0, 64.0))
+    result = ShapeMixResult("m", "onnxruntime-cpu", "fp32", 1, {}, ("sequence",), buckets=buckets, mixes=(mix,))
+    text = "\n".join(shape_markdown([result], None, Path(__file__).parent / "fixtures" / "models" / "tiny_two_inputs" / "config.yaml"))
+    assert "# K=1, profile 1 of 1: sequence 8..64\ninputs:\n  - name: tokens\n    shapes:\n      optimization: {min: [1, 1], opt:" in text

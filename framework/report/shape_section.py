@@ -195,7 +195,9 @@ def profile_section(ok: list[ShapeMixResult], config_path: Path | None) -> list[
              + ("." if measured_trt else " (TensorRT was not measured here: its latencies stand in for TensorRT's).")
              + f" Latency model: a bucket runs at its measured latency x (1 + {DEFAULT_OPT_PENALTY:g} x |log2(size / opt size)|), "
              "as TensorRT tunes kernels for opt; the buckets, sorted, are split into K contiguous profiles by dynamic "
-             "programming, min/max the profile's smallest/largest bucket, opt the bucket minimising its expected latency. "
+             "programming, min/max the profile's smallest/largest bucket (one dim: each min the previous max + 1, and the first "
+             "snippet keeps the config's min where lower, so no length in between is refused), opt the bucket minimising its "
+             "expected latency. "
              "More profiles mean one engine (or one optimization profile) per range.", "",
              "| K | profiles (min / opt / max) | modelled expected latency (ms) |", "|---:|---|---:|"]  # fmt: skip
     splits = {k: recommend_profiles(values, weights, medians, k) for k in range(1, min(3, len(values)) + 1)}
@@ -220,7 +222,9 @@ def _snippet(config_path: Path | None, dims: tuple[str, ...], profile, index: in
             base = list(getattr(spec.optimization, key)) if spec.optimization else [max(d, 1) for d in spec.runtime]
             for d, v in zip(dims, value):
                 if d in spec.dims_names:
-                    base[spec.dims_names.index(d)] = v
+                    axis = spec.dims_names.index(d)
+                    keep_lower = key == "min" and index == 0 and spec.optimization is not None  # shorter than the smallest bucket
+                    base[axis] = min(v, base[axis]) if keep_lower else v
             shapes[key] = base
         lines += [
             f"  - name: {spec.name}",

@@ -5,7 +5,8 @@ their shares (``weights``, summing to 1) and one measured latency each.
 
 - ``expected_latency``: the mean latency a request sees under the distribution, sum(weight x latency).
 - ``recommend_profiles``: TensorRT profiles (K = 1, 2, 3) splitting the sorted buckets into K contiguous groups
-  (dynamic programming over the split points), each with min = its smallest bucket, max = its largest and opt
+  (dynamic programming over the split points), each with min = its smallest bucket (one dim: the previous
+  profile's max + 1, so a length between two profiles' buckets is still served), max = its largest and opt
   = the bucket minimising the group's expected latency. The latency model, stated because TensorRT could not be
   measured with every candidate profile: a bucket runs at its measured latency times
   ``1 + opt_penalty x |log2(size / opt size)|`` (TensorRT tunes its kernels for opt; shapes far from it lose a
@@ -110,6 +111,8 @@ def recommend_profiles(values: Sequence[Value], weights: Sequence[float], latenc
         members = tuple(values[start:end])
         low = tuple(min(v[d] for v in members) for d in range(len(members[0])))
         high = tuple(max(v[d] for v in members) for d in range(len(members[0])))
+        if profiles and len(low) == 1:  # one dim: no gap between profiles (lengths never observed still get an engine)
+            low = (profiles[-1].max[0] + 1,)
         profiles.append(Profile(low, values[opt], high, members, cost))
     return ProfileSplit(tuple(profiles), best)
 
