@@ -93,7 +93,7 @@ def file_distribution(path: Path, config: ModelConfig) -> ShapeDistribution:
     path = Path(path)
     where = lambda field, problem: DeployBenchError(f"--shape-distribution {path}: {field}{': ' if field else ''}{problem}")  # noqa: E731
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's export starts with a byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
         raise where("", f"cannot read the file ({getattr(exc, 'strerror', None) or exc})") from None
     dims, rows = _json_rows(text, where) if path.suffix.lower() == ".json" else _csv_rows(text, where)

@@ -2,8 +2,11 @@
 leave no length unserved."""
 
 import json
+from pathlib import Path
 
 from framework.cli import main
+from framework.config import load_config
+from framework.distribution import file_distribution
 from framework.results.profiles import recommend_profiles
 from tests.test_faults import make_model
 
@@ -24,8 +27,6 @@ def test_a_bucket_the_model_cannot_run_is_named_in_the_failure(tmp_path, capsys)
 def test_recommended_profiles_leave_no_length_between_or_below_the_buckets_unserved():
     """Buckets 8, 16, 32, 64 in two profiles: the second starts right after the first ends (a length of 20 or 40
     is served), and the first snippet keeps the config's min (1) for lengths below the smallest bucket."""
-    from pathlib import Path
-
     from framework.report.shape_section import shape_markdown
     from framework.results.shape_mix_record import BucketLatency, MixRun, ShapeMixResult
 
@@ -37,3 +38,12 @@ def test_recommended_profiles_leave_no_length_between_or_below_the_buckets_unser
     result = ShapeMixResult("m", "onnxruntime-cpu", "fp32", 1, {}, ("sequence",), buckets=buckets, mixes=(mix,))
     text = "\n".join(shape_markdown([result], None, Path(__file__).parent / "fixtures" / "models" / "tiny_two_inputs" / "config.yaml"))
     assert "# K=1, profile 1 of 1: sequence 8..64\ninputs:\n  - name: tokens\n    shapes:\n      optimization: {min: [1, 1], opt:" in text
+
+
+def test_observed_shapes_exported_with_a_byte_order_mark_are_read(tmp_path):
+    """Excel and pandas' utf-8-sig exports start with a BOM: it is not part of the first dim's name."""
+    config = load_config(Path(__file__).parent / "fixtures" / "models" / "tiny_cnn" / "config.yaml")
+    (tmp_path / "seen.csv").write_bytes(b"\xef\xbb\xbfheight,width\r\n16,16\r\n32,32\r\n")
+    (tmp_path / "seen.json").write_bytes(b'\xef\xbb\xbf[{"height": 16, "width": 16}]')
+    assert file_distribution(tmp_path / "seen.csv", config).values == ((16, 16), (32, 32))
+    assert file_distribution(tmp_path / "seen.json", config).values == ((16, 16),)
