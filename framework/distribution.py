@@ -119,6 +119,9 @@ def _dims(config: ModelConfig, dims: Any, where) -> tuple[str, ...]:
     for i, name in enumerate(dims):
         if name == BATCH_DIM_NAME:
             raise where(f".dims[{i}]", "batch_size is the run's --batch-sizes, not part of a shape distribution")
+        if not dynamic - {BATCH_DIM_NAME}:
+            raise where(f".dims[{i}]", f"{config.path} has no dynamic dim besides batch_size (-1 in an input's runtime): a shape "
+                                       "mix does not apply; --batch-sizes measures batches")  # fmt: skip
         if name not in dynamic:
             raise where(f".dims[{i}]", f"{name!r} is not a dynamic dim of any input (dynamic: {sorted(dynamic - {BATCH_DIM_NAME})})")
     if len(set(dims)) != len(dims):

@@ -47,3 +47,14 @@ def test_observed_shapes_exported_with_a_byte_order_mark_are_read(tmp_path):
     (tmp_path / "seen.json").write_bytes(b'\xef\xbb\xbf[{"height": 16, "width": 16}]')
     assert file_distribution(tmp_path / "seen.csv", config).values == ((16, 16), (32, 32))
     assert file_distribution(tmp_path / "seen.json", config).values == ((16, 16),)
+
+
+def test_a_model_without_a_dynamic_dim_besides_batch_is_told_a_shape_mix_does_not_apply(tmp_path):
+    import pytest
+
+    from framework.errors import DeployBenchError
+
+    (tmp_path / "seen.csv").write_text("height\n8\n")
+    config = load_config(Path(__file__).parent.parent / "models" / "digits_cnn" / "config.yaml")  # runtime [-1, 1, 8, 8]
+    with pytest.raises(DeployBenchError, match=r"seen.csv: .dims\[0\]: .*digits_cnn/config.yaml has no dynamic dim besides batch_size"):
+        file_distribution(tmp_path / "seen.csv", config)
