@@ -58,3 +58,18 @@ def test_a_model_without_a_dynamic_dim_besides_batch_is_told_a_shape_mix_does_no
     config = load_config(Path(__file__).parent.parent / "models" / "digits_cnn" / "config.yaml")  # runtime [-1, 1, 8, 8]
     with pytest.raises(DeployBenchError, match=r"seen.csv: .dims\[0\]: .*digits_cnn/config.yaml has no dynamic dim besides batch_size"):
         file_distribution(tmp_path / "seen.csv", config)
+
+
+def test_padding_is_recommended_only_when_it_beats_no_padding_by_more_than_the_medians_precision():
+    """8 ms unpadded against 7.98 ms padded to 32 (0.25% apart, within the medians' ±2%): no padding is recommended."""
+    from framework.report.shape_section import shape_markdown
+    from framework.results.shape_mix_record import BucketLatency, MixRun, ShapeMixResult
+
+    def table(latencies: list[float]) -> str:
+        buckets = tuple(BucketLatency(v, 0.5, ms, (ms, ms), 10, "converged") for v, ms in zip([(16,), (32,)], latencies))
+        mix = MixRun("unpadded", 0, (0, 1), ((16,), (32,)), tuple(latencies))
+        result = ShapeMixResult("m", "onnxruntime-cpu", "fp32", 1, {}, ("sequence",), buckets=buckets, mixes=(mix,))
+        return "\n".join(shape_markdown([result], None, None))
+
+    assert "| onnxruntime-cpu fp32 bs1 | none **(recommended)** |" in table([8.0, 7.96])
+    assert "| onnxruntime-cpu fp32 bs1 | multiple of 32 **(recommended)** |" in table([8.0, 7.0])

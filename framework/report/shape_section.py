@@ -166,20 +166,26 @@ def _static_table(ok: list[ShapeMixResult]) -> list[str]:
     return lines + [""] + notes + ([""] if notes else [])
 
 
+PAD_MARGIN = 0.02  # a padding within this share of no padding's expected latency is not worth recommending
+
+
 def _padding_table(ok: list[ShapeMixResult]) -> list[str]:
     lines = ["### Padding (engines without profiles)", "",
              "Each bucket run at a padded size: expected latency from the bucket medians (a padded size that was not measured "
              "read off the measured curve over size, past the largest bucket extrapolated along its last segment, marked *), and "
-             "the mixed stream measured with the best padding other than none by those medians.", "",
+             "the mixed stream measured with the best padding other than none by those medians. A padding is recommended "
+             f"only {100 * PAD_MARGIN:g}% or more below no padding: the medians are measured to about that precision.", "",
              "| engine | padding | expected from buckets (ms) | measured mix mean (ms) | measured mix p99 (ms) |",
              "|---|---|---:|---:|---:|"]  # fmt: skip
     for r in ok:
         measured = {m.label: m for m in r.mixes}
         measured["none"] = r.mixes[0]
         choices = padding_choices([b.value for b in r.buckets], [b.weight for b in r.buckets], [b.median_ms for b in r.buckets])
-        for i, p in enumerate(choices):
+        unpadded = next(p for p in choices if p.label == "none")
+        best = choices[0] if choices[0].expected_ms < unpadded.expected_ms * (1 - PAD_MARGIN) else unpadded
+        for p in choices:
             mix = measured.get(p.label)
-            mark = " **(recommended)**" if i == 0 else ""
+            mark = " **(recommended)**" if p is best else ""
             lines.append(f"| {r.label} bs{r.batch_size} | {p.label}{mark} | {_ms(p.expected_ms)}{'*' if p.interpolated else ''} | "
                          f"{_ms(mix.mean_ms) if mix else '-'} | {_ms(mix.p99_ms) if mix else '-'} |")  # fmt: skip
     return lines + [""]
