@@ -243,6 +243,16 @@ def test_the_report_tables_every_step_and_the_figure_draws_the_path(searched):
     assert (searched / "plots" / "1x16" / "accuracy_vs_latency.jpg").stat().st_size > 10_000
 
 
+def test_a_search_that_failed_before_any_step_still_has_its_section(searched):
+    from framework.report.recipes import search_section
+
+    int8 = load_result(searched / "1x16" / "onnxruntime-cpu__int8__bs1")
+    search = {"budget_s": 300.0, "rounds": [], "steps": 0, "chosen": None, "error": "the candidate phase died"}
+    failed = dataclasses.replace(int8, recipe_search=search)
+    text = "\n".join(search_section([], [failed], "1x16"))
+    assert "### Precision search: onnxruntime-cpu int8, batch 1" in text and "the search failed: the candidate phase died" in text
+
+
 @pytest.mark.slow
 def test_minilm_int8_gets_a_valid_recipe_on_its_real_and_held_out_sentences(tmp_path):
     """The pretrained MiniLM: the first int8 recipe gives cosine ~0.39; the search (about 4 minutes on a busy

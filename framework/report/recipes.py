@@ -14,6 +14,7 @@ from pathlib import Path
 from framework.results.record import Result
 from framework.results.store import SEARCH_DIR, SUMMARY, load_result
 from framework.results.tables import sort_key
+from framework.sweep.precision_search import TIE
 from framework.sweep.recipe_candidates import OVERLAP
 
 NONE_VALID = "no step was valid: the first recipe's result stands"
@@ -87,19 +88,21 @@ def _budget_note(search: dict) -> str:
 def search_section(steps: list[Result], results: list[Result], shape: str) -> list[str]:
     """The report's section for one shape: per searched experiment, its steps in the order tried."""
     lines: list[str] = []
-    for experiment in sorted({s.experiment for s in steps if s.experiment.shape_tag == shape}, key=lambda e: (e.engine, e.precision, e.batch_size)):
+    searched = {s.experiment for s in steps} | {r.experiment for r in results if r.recipe_search}  # a failed search may have no step
+    for experiment in sorted({e for e in searched if e.shape_tag == shape}, key=lambda e: (e.engine, e.precision, e.batch_size)):
         final = next((r for r in results if r.experiment == experiment), None)
         if final is None or not final.recipe_search:  # steps an earlier search left: this result did not search (--no-precision-search)
             continue
         search = final.recipe_search
         chosen = search.get("step")
         rows = [s for s in steps if s.experiment == experiment]
-        fp32_ms = _fp32_median(results, rows[0])
+        fp32_ms = _fp32_median(results, final)
         fully = f", measured fully: {final.headline.median_ms:.4g} ms" if final and final.headline else ""
-        outcome = f"chosen: step {chosen}, {search.get('chosen')}{fully}" if chosen is not None else NONE_VALID
+        outcome = (f"chosen: step {chosen}, {search.get('chosen')}{fully} (the fastest valid step in the short runs; among those within "
+                   f"{TIE:.0%} of it, the one with the fewest nodes kept in float)" if chosen is not None else NONE_VALID)  # fmt: skip
         overlap = search.get("calibration_overlaps")
         overlap = f" Warning: {overlap if isinstance(overlap, str) else OVERLAP}." if overlap else ""
-        outcome += _budget_note(search)
+        outcome += _budget_note(search) + (f"; the search failed: {search['error']}" if search.get("error") else "")
         lines += [f"### Precision search: {experiment.engine} {experiment.precision}, batch {experiment.batch_size}", "",
                   f"The first recipe failed the floor; {len(rows)} steps measured in {search.get('spent_s', '?')} s of "
                   f"--search-budget {search.get('budget_s', '?')} s; {outcome}. Calibration: the agreement the search steered by; "
@@ -116,7 +119,7 @@ def steps_markdown(model_dir: Path) -> str:
     from framework.results.store import load_results
 
     steps, results = load_search_steps(model_dir), load_results(model_dir)
-    shapes = sorted({s.experiment.shape_tag for s in steps})
+    shapes = sorted({s.experiment.shape_tag for s in steps} | {r.experiment.shape_tag for r in results if r.recipe_search})
     return "\n".join(line for shape in shapes for line in search_section(steps, results, shape))
 
 
