@@ -290,11 +290,14 @@ def _run(args) -> int:
     refuse_if_locked(args.output / safe_component(args.model))  # before the plugins import torch & co.
     from framework.machine_check import check_machine
     from framework.registry import discover
+    from framework.settings import SweepSettings
     from framework.shapes import check_example_shapes, parse_example_shapes
     from framework.sweep.runner import run_model
 
     if args.tune_budget != TUNE_BUDGET_DEFAULT and not args.tune:
         raise DeployBenchError("--tune-budget bounds --tune's search: add --tune, or drop --tune-budget")
+    if args.search_budget != SweepSettings.search_budget and not args.precision_search:
+        raise DeployBenchError("--search-budget bounds the precision search, which --no-precision-search turns off: drop one of them")
     settings = settings_from_args(args)
     settings.validate()
     model = discover(args.models_dir).get(args.model)

@@ -162,6 +162,8 @@ def test_a_model_without_calibration_set_or_dataset_is_warned_that_the_timed_inp
 def test_a_search_budget_that_is_not_positive_is_refused(tmp_path, capsys):
     assert main(["run", "sensitive_mlp", "--output", str(tmp_path), *RUN, "--search-budget", "0"]) == 2
     assert "--search-budget must be a finite number of seconds > 0, got 0.0" in capsys.readouterr().err
+    assert main(["run", "sensitive_mlp", "--output", str(tmp_path), *RUN, "--no-precision-search", "--search-budget", "60"]) == 2
+    assert "--search-budget bounds the precision search, which --no-precision-search turns off" in capsys.readouterr().err
 
 
 def test_without_precision_search_the_first_recipe_stands(tmp_path):
