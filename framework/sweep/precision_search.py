@@ -87,6 +87,9 @@ def search(first: Result, job: Job, request: SearchRequest, run_job: Callable[[J
             report(f"{name}: {plan['cache_note']}: candidates built and judged again (margin {margin:g})")
         summary["rounds"].append({"margin": margin, "planned": len(plan["steps"]), "plan_reused": bool(plan.get("reused")),
                                   "complete": plan["complete"], "not_built": plan.get("not_built", []), "ranking": _ranking_note(plan)})  # fmt: skip
+        if not plan["complete"]:
+            report(f"{name}: --search-budget spent before every candidate was built and judged ({len(plan.get('not_built', []))} recipes not built); "
+                   "a larger budget searches on")  # fmt: skip
         summary.setdefault("not_measured", []).extend(_measure_steps(first, job, plan["steps"], steps, run_job, deadline, report, keep))
     _prune(job.result_dir / SEARCH_DIR, steps.values())
     summary.update(steps=len(steps), spent_s=round(time.monotonic() - started, 1))
