@@ -245,6 +245,14 @@ def test_the_report_tables_every_step_and_the_figure_draws_the_path(searched):
     assert (searched / "plots" / "1x16" / "accuracy_vs_latency.jpg").stat().st_size > 10_000
 
 
+def test_the_tables_command_names_a_folder_it_cannot_read(searched, tmp_path, capsys):
+    from framework.report import recipes
+
+    assert recipes.main([str(tmp_path / "missing")]) == 2 and "not a folder" in capsys.readouterr().err
+    assert recipes.main([str(tmp_path)]) == 0 and "no precision search under" in capsys.readouterr().out
+    assert recipes.main([str(searched)]) == 0 and "### Precision search: onnxruntime-cpu int8" in capsys.readouterr().out
+
+
 def test_a_search_that_failed_before_any_step_still_has_its_section(searched):
     from framework.report.recipes import search_section
 

@@ -9,6 +9,7 @@ the one the experiment was then measured fully with.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from framework.results.record import Result
@@ -141,7 +142,15 @@ def draw_search_path(ax, steps: list[Result], final: Result, quality) -> list[tu
     return points
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str]) -> int:
+    """``python -m framework.report.recipes DIR``: the tables, or why there are none (exit 2: no such folder)."""
+    if len(argv) != 1 or not Path(argv[0]).is_dir():
+        print(f"usage: python -m framework.report.recipes MODEL_RESULTS_DIR ({argv[0] if argv else 'none given'}: not a folder)", file=sys.stderr)
+        return 2
+    text = steps_markdown(Path(argv[0]))
+    print(text or f"no precision search under {argv[0]}")
+    return 0
 
-    print(steps_markdown(Path(sys.argv[1])))
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
