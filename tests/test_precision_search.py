@@ -46,6 +46,8 @@ def test_the_search_keeps_exactly_the_sensitive_layer_in_float(searched):
     assert ranking["ranked"] == 3 and ranking["top"][0][0] == search["excluded"][0]  # the most sensitive of the three
     assert ranking["top"][0][1] > 10 * ranking["top"][1][1]
     assert "calibration_overlaps" not in search  # its own calibration set: the dataset stays held out
+    note = f"int8 graph chosen by the precision search (the first recipe failed the floor): {search['chosen']}"
+    assert note in int8.warnings and note in (searched / "summary.md").read_text()  # the tables' int8 row is not the first recipe
     first = "; ".join(search["first_invalid"])
     assert "disagree with PyTorch fp32" in first
     fp32 = load_result(searched / "1x16" / "onnxruntime-cpu__fp32__bs1")

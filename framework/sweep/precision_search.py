@@ -107,6 +107,10 @@ def search(first: Result, job: Job, request: SearchRequest, run_job: Callable[[J
 
 
 def _saved(job: Job, result: Result, summary: dict) -> Result:
+    """The experiment's result with the search's account; one the search chose says so where tables show it (a warning)."""
+    if summary.get("chosen"):  # its label counts the nodes kept in float ("-2 nodes"); the report's table names them
+        note = f"{result.experiment.precision} graph chosen by the precision search (the first recipe failed the floor): {summary['chosen']}"
+        result = dataclasses.replace(result, warnings=(*result.warnings, note))
     result = dataclasses.replace(result, recipe_search=summary)
     save_result(job.result_dir, result)
     return result
