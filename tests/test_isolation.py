@@ -145,3 +145,26 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[1][0] != "Z"  # a zombie waits for init to reap it: it is dead
     except FileNotFoundError:
         return False
+
+
+MAIN_WITH_A_MARK = """
+import sys, time
+with open(sys.argv[1], "a") as mark:
+    mark.write("main ran\\n")
+if __name__ == "__main__":
+    from framework.sweep.isolation import run_child
+    for rerun_main in (False, True):
+        assert run_child(time.sleep, (0,), 120.0, "experiment", rerun_main) == 0
+        print(open(sys.argv[1]).read().count("main ran"))
+"""
+
+
+def test_a_child_runs_the_parents_main_again_only_when_asked(tmp_path):
+    """A Ray worker's children skip its __main__ (Ray's default_worker.py, which imports Ray: ~0.5 s each)."""
+    import subprocess
+
+    script = tmp_path / "main_with_a_mark.py"
+    script.write_text(MAIN_WITH_A_MARK)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "mark")], check=False, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "2"]  # rerun_main=False: only the parent ran it; True: the child ran it too

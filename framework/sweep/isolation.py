@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 from framework.results.record import Result
@@ -65,15 +66,17 @@ def run_and_save(job: Job) -> Result:
     return result
 
 
-def run_child(target, args: tuple, timeout_s: float, role: str) -> int | None:
+def run_child(target, args: tuple, timeout_s: float, role: str, rerun_main: bool = True) -> int | None:
     """Run ``target(*args)`` in a fresh child of the fork server that dies with this process, in this process's
     environment as it is now (the server's dates from its start; variables read when a library loads, like
     OMP_NUM_THREADS, keep the server's values) plus ``DEPLOYBENCH_ROLE=role`` (``preparation`` or
     ``experiment``: a model's code can tell where it runs). Its exit code, or None when it outlived
-    ``timeout_s`` and was killed. Ctrl-C here kills it first."""
+    ``timeout_s`` and was killed. Ctrl-C here kills it first. ``rerun_main`` False: the child does not run
+    this process's ``__main__`` again (``_main_unseen``)."""
     environ = {**os.environ, ROLE_VARIABLE: role}
     child = start_fork_server().Process(target=_guarded, args=(os.getpid(), environ, target, args), daemon=True)
-    child.start()
+    with contextlib.nullcontext() if rerun_main else _main_unseen():
+        child.start()
     try:
         child.join(timeout_s)
     except BaseException:  # Ctrl-C or SIGTERM in the parent: never leave a child measuring
@@ -82,6 +85,20 @@ def run_child(target, args: tuple, timeout_s: float, role: str) -> int | None:
     timed_out = child.is_alive()
     _kill_group(child)  # what the child started and left behind (compile workers) goes too
     return None if timed_out else child.exitcode
+
+
+@contextlib.contextmanager
+def _main_unseen():
+    """multiprocessing runs the parent's ``__main__`` file again in each child before it unpickles the target
+    (Python 3.11's fork server never preloads it). Where it holds nothing a child needs (a Ray worker's
+    ``default_worker.py``, which imports Ray: 0.4-0.6 s of every experiment on the 2-core VM) the child is
+    started while ``__main__`` is a bare module: it names no file and the child runs nothing."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _kill_group(child) -> None:
@@ -110,7 +127,7 @@ def _guarded(parent_pid: int, environ: dict, target, args: tuple) -> None:
     target(*args)
 
 
-def run_in_child(job: Job, timeout_s: float) -> Result:
+def run_in_child(job: Job, timeout_s: float, rerun_main: bool = True) -> Result:
     """Run one job in a child process and save its result; a failed result with the reason, exit status and
     log tail when the child died or timed out first.
 
@@ -121,7 +138,7 @@ def run_in_child(job: Job, timeout_s: float) -> Result:
     job_path = job.write(job.result_dir / "job.json")
     staging = job.result_dir / f"{STAGING_PREFIX}{job.run_id}"
     staging.mkdir()
-    code = run_child(_child_entry, (str(job_path), str(staging)), timeout_s, "experiment")
+    code = run_child(_child_entry, (str(job_path), str(staging)), timeout_s, "experiment", rerun_main)
     result = read_result(staging)
     log = staging / "child.log"
     tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:] if log.exists() else []

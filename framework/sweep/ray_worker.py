@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 import socket
@@ -82,7 +83,7 @@ def measure(job_data: dict, bundles: list[Bundle], paths: dict[str, list[str]], 
     job = localised(Job.from_json(job_data), {orig: folders[key] / name for orig, (key, name) in paths.items()}, root, node, fixed_threads)
     shutil.rmtree(job.result_dir, ignore_errors=True)  # a killed attempt's leftovers, when Ray retries it on this node
     try:
-        result = run_in_child(job, timeout_s)
+        result = run_in_child(job, timeout_s, rerun_main=False)  # the child need not import Ray again (Ray's worker is __main__)
         result = dataclasses.replace(result, machine={**environment.fingerprint_fields(), "node": {**node, "niceness": niceness}})  # this node's
         if niceness > 0 and result.status == "ok":
             result = dataclasses.replace(result, warnings=(*result.warnings, f"measured at niceness {niceness} (Ray's default for workers): "
@@ -129,15 +130,21 @@ def localised(job: Job, moved: dict[str, Path], root: Path, node: dict, fixed_th
     )  # fmt: skip
 
 
+@functools.cache
+def _gpus() -> tuple[dict, ...]:
+    """This node's GPUs, read through NVML once per worker process (a worker runs many tasks)."""
+    from framework import environment
+
+    return tuple(environment.gpus())
+
+
 def node_facts() -> dict:
     """The node, and the GPU Ray gave this task (its model and driver), for the result's ``machine.node``."""
     import ray
 
-    from framework import environment
-
     context = ray.get_runtime_context()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
-    gpu = next((g for g in environment.gpus() if str(g["index"]) == visible), None) if visible else None
+    gpu = next((g for g in _gpus() if str(g["index"]) == visible), None) if visible else None
     return {"hostname": socket.gethostname(), "node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
             "worker_pid": os.getpid(), "gpu": gpu["name"] if gpu else None, "gpu_driver": gpu["driver"] if gpu else None,
             "cuda_visible_devices": visible or None, "work_root": str(work_root())}  # fmt: skip
