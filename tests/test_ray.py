@@ -131,11 +131,12 @@ def test_a_worker_killed_mid_experiment_is_retried_and_nothing_is_lost(cluster, 
 
 
 @pytest.mark.slow
-def test_an_interrupted_driver_reruns_and_measures_nothing_twice(cluster, tmp_path):
+@pytest.mark.parametrize("repeats", [1, 2])  # with --repeats, an experiment whose processes all ended is saved at once, not with the shape's last
+def test_an_interrupted_driver_reruns_and_measures_nothing_twice(cluster, tmp_path, repeats):
     address, _, _ = cluster
     models = make_model(tmp_path / "models", "interrupted", forward=SLOW_IN_EXPERIMENTS.format(seconds=0.3), extra="import time")
     out = tmp_path / "out"
-    driver = _driver(models, "interrupted", out, address)
+    driver = _driver(models, "interrupted", out, address, "--repeats", str(repeats))
     deadline = time.monotonic() + 180
     while not records(out, "interrupted") and time.monotonic() < deadline and driver.poll() is None:
         time.sleep(0.1)
@@ -144,11 +145,11 @@ def test_an_interrupted_driver_reruns_and_measures_nothing_twice(cluster, tmp_pa
     before = _run_ids(out, "interrupted")
     assert driver.returncode == 130 and "finished experiments are kept" in output, output
     assert 1 <= len(before) < EXPERIMENTS, output
-    code, output = _run_driver(models, "interrupted", out, address)
+    code, output = _run_driver(models, "interrupted", out, address, "--repeats", str(repeats))
     after = _run_ids(out, "interrupted")
     assert code == 0 and len(after) == EXPERIMENTS, output
     assert {k: after[k] for k in before} == before and output.count("kept from an earlier run") == len(before)
-    code, output = _run_driver(models, "interrupted", out, address)
+    code, output = _run_driver(models, "interrupted", out, address, "--repeats", str(repeats))
     assert code == 0 and _run_ids(out, "interrupted") == after and output.count("kept from an earlier run") == EXPERIMENTS
 
 
@@ -220,6 +221,17 @@ def test_no_address_starts_a_local_instance_even_where_ray_address_names_a_clust
     assert record["status"] == "ok" and record["machine"]["node"]["work_root"] not in {str(node) for node in nodes}
 
 
+@pytest.mark.slow
+def test_a_cpu_experiment_measured_on_ray_with_a_gpu_kind_is_kept_by_a_local_rerun(cluster, tmp_path):
+    address, _, _ = cluster
+    models, out = make_model(tmp_path / "models", "kept_cpu"), tmp_path / "out"
+    code, output = _run_driver(models, "kept_cpu", out, address, "--engines", "onnxruntime-cpu", "--batch-sizes", "1", "--devices", "L4")
+    assert code == 0, output
+    before = _run_ids(out, "kept_cpu")
+    argv = ["run", "kept_cpu", "--models-dir", str(models), "--output", str(out), *RUN, "--engines", "onnxruntime-cpu", "--batch-sizes", "1"]
+    assert main([*argv, "--quiet"]) == 0 and _run_ids(out, "kept_cpu") == before  # --devices: no part of a CPU experiment's fingerprint
+
+
 def test_the_local_executor_never_imports_ray(tmp_path):
     models = make_model(tmp_path / "models", "local_only")
     argv = ["run", "local_only", "--models-dir", str(models), "--output", str(tmp_path / "out"), *RUN, "--engines", "onnxruntime-cpu", "--quiet"]
@@ -237,6 +249,7 @@ def test_the_slot_rule_gives_gpus_whole_and_cpu_experiments_a_slot_of_their_own(
     missing = exclusive.missing_resources({"cpu", "cuda"}, {"GPU": 2.0, "accelerator_type:L4": 1.0})
     assert any(CPU_SLOT in m and "ray start" in m for m in missing) and any("--devices H100" in m and "L4" in m for m in missing)
     assert ClusterSettings().missing_resources({"cpu"}, {CPU_SLOT: 2.0}) == []
+    assert exclusive.fingerprint_fields("cuda") == {"devices": ["H100"]} and exclusive.fingerprint_fields("cpu") == {}
 
 
 @pytest.mark.parametrize(

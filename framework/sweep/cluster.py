@@ -80,10 +80,11 @@ class ClusterSettings:
                                    f"start the cluster there (`ray start --head {start}`) or give the address "
                                    f"`ray start --head` printed") from None  # fmt: skip
 
-    def fingerprint_fields(self) -> dict:
-        """What changes an experiment's figures: the GPU kind it must run on (none: the executor does not matter,
-        so a sweep resumed with the other executor keeps what the first measured)."""
-        return {"devices": list(self.devices)} if self.devices else {}
+    def fingerprint_fields(self, device: str) -> dict:
+        """What changes the figures of an experiment on ``device`` (cpu or cuda): a GPU experiment's GPU kind
+        (a CPU experiment's figures do not depend on it; the executor does not matter either, so a sweep
+        resumed with the other executor keeps what the first measured)."""
+        return {"devices": list(self.devices)} if self.devices and device == "cuda" else {}
 
     def task_options(self, device: str) -> dict:
         """The Ray task options that give an experiment on ``device`` (cpu or cuda) its exclusive slot."""

@@ -96,27 +96,21 @@ def probe_engines(ray, cluster: ClusterSettings, names: list[str]) -> list[str]:
 
 
 def measure_on_ray(groups: list[list[Job]], settings: SweepSettings, progress: Callable) -> list[Result]:
-    """Run every job as a Ray task at once and save each result as it arrives; return one result per group
-    (an experiment's job, or with ``--repeats K`` its K processes' jobs, merged as a local run merges them)."""
-    jobs = [job for group in groups for job in group]
-    if not jobs:
+    """Run every job as a Ray task at once; return one result per group (an experiment's job, or with
+    ``--repeats K`` its K processes' jobs, merged as a local run merges them), each saved as soon as its
+    group's last task ends, so an interrupted sweep keeps every experiment that finished."""
+    if not any(groups):
         return []
-    results = dict(zip((job.run_id for job in jobs), submit(jobs, settings, progress)))
-    merged = []
-    for group in groups:
-        result = results[group[0].run_id] if len(group) == 1 else merge_repeats([results[job.run_id] for job in group])
-        if len(group) > 1:
-            save_result(group[0].experiment.folder(settings.output), result)
-            progress(group[0].experiment, progress_text(result))
-        merged.append(result)
-    return merged
+    merged = submit(groups, settings, progress)
+    return [merged[group[0].run_id] for group in groups]
 
 
-def submit(jobs: list[Job], settings: SweepSettings, progress: Callable) -> list[Result]:
-    """Every job a Ray task in its slot, at once; the results in the jobs' order, each saved as it arrives."""
+def submit(groups: list[list[Job]], settings: SweepSettings, progress: Callable) -> dict[str, Result]:
+    """Every job a Ray task in its slot, at once; each group's result, by its first job's run id."""
     cluster = settings.cluster
     ray = connect(cluster)
     available = ray.cluster_resources()
+    jobs = [job for group in groups for job in group]
     missing = cluster.missing_resources({job.device for job in jobs}, available)
     if missing:
         raise DeployBenchError("--executor ray: " + "; ".join(missing))
@@ -130,13 +124,16 @@ def submit(jobs: list[Job], settings: SweepSettings, progress: Callable) -> list
         bundles, paths = shipper.job_files(job)
         options = {**cluster.task_options(job.device), "name": job.experiment.name}
         submitted[task.options(**options).remote(job.to_json(), bundles, paths, settings.timeout_s, settings.threads is not None)] = job
-    return collect(ray, submitted, cluster.slots(available), progress, settings.repeats)
+    return collect(ray, submitted, groups, cluster.slots(available), progress, settings.output)
 
 
-def collect(ray, submitted: dict, slots: dict[str, int], progress: Callable, repeats: int = 1) -> list[Result]:
-    """Wait for each task, save its result, report (with ``--repeats``, each process as one step of its
-    experiment); cancel what is left when interrupted."""
+def collect(ray, submitted: dict, groups: list[list[Job]], slots: dict[str, int], progress: Callable, output: Path) -> dict[str, Result]:
+    """Wait for each task, save its result, report it (with ``--repeats``, each process as one step of its
+    experiment); an experiment's result is saved and reported once its group's last task ends. Cancel what
+    is left when interrupted."""
+    group_of = {job.run_id: group for group in groups for job in group}
     results: dict[str, Result] = {}
+    merged: dict[str, Result] = {}
     waiting = dict(submitted)
     try:
         while waiting:
@@ -144,13 +141,20 @@ def collect(ray, submitted: dict, slots: dict[str, int], progress: Callable, rep
             for ref in ready:
                 job = waiting.pop(ref)
                 results[job.run_id] = settled(ray, ref, job)
-                process = f"process {int(job.result_dir.name) + 1}/{repeats}: " if repeats > 1 else ""
-                progress(job.experiment, f"{process}{progress_text(results[job.run_id])} [{state_text(waiting.values(), slots)}]", repeats == 1)
+                group, state = group_of[job.run_id], f" [{state_text(waiting.values(), slots)}]"
+                process = f"process {int(job.result_dir.name) + 1}/{len(group)}: " if len(group) > 1 else ""
+                progress(job.experiment, f"{process}{progress_text(results[job.run_id])}{state}", len(group) == 1)
+                if len(group) == 1:
+                    merged[job.run_id] = results[job.run_id]
+                elif all(other.run_id in results for other in group):
+                    merged[group[0].run_id] = result = merge_repeats([results[other.run_id] for other in group])
+                    save_result(group[0].experiment.folder(output), result)
+                    progress(group[0].experiment, progress_text(result))
     finally:
         for ref in waiting:  # Ctrl-C or an error here: no worker goes on measuring for a driver that stopped
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
-    return [results[job.run_id] for job in submitted.values()]
+    return merged
 
 
 def state_text(waiting: Iterable[Job], slots: dict[str, int]) -> str:

@@ -166,8 +166,9 @@ def _settle(prepared: PreparedShape, experiments: list[Experiment], settings: Sw
     """Results for the experiments that need no measuring (kept from an earlier run, or blocked), and the
     (experiment, fingerprint) pairs left to measure."""
     done, pending = [], []
-    machine = {**environment.fingerprint_fields(), **(settings.cluster.fingerprint_fields() if settings.cluster else {})}
     for experiment in experiments:
+        cluster = settings.cluster.fingerprint_fields(engine_class(experiment.engine).device) if settings.cluster and settings.cluster.devices else {}
+        machine = {**environment.fingerprint_fields(), **cluster}
         fingerprint = plan.fingerprint(experiment, settings, prepared.model_digest, prepared.data_digest, machine)
         folder = experiment.folder(settings.output)
         kept = None if settings.force else is_complete(folder, fingerprint)
