@@ -26,7 +26,7 @@ from framework.results.tables import progress_text
 from framework.settings import SweepSettings
 from framework.sweep.cluster import CPU_SLOT, NODE, ClusterSettings
 from framework.sweep.job import Job
-from framework.sweep.ray_worker import Bundle, engines_here, measure
+from framework.sweep.ray_worker import Bundle, engines_here, measure, warm_up
 from framework.sweep.repeats import merge_repeats
 
 SKIPPED_NAMES = ("__pycache__",)
@@ -71,7 +71,20 @@ def prepare_cluster(cluster: ClusterSettings, names: list[str]) -> list[str]:
     missing = cluster.missing_resources(devices, ray.cluster_resources())
     if missing:
         raise DeployBenchError("--executor ray: " + "; ".join(missing))
+    warm_up_workers(ray, cluster, devices | {engine_class(name).device for name in found})
     return found
+
+
+_warming: list = []  # the warm-up tasks, not waited for
+
+
+def warm_up_workers(ray, cluster: ClusterSettings, devices: set[str]) -> None:
+    """One ``warm_up`` task per slot of each device the sweep measures on: the workers' fork servers import
+    torch & co. while this process prepares the model, instead of when the first experiment reaches each."""
+    slots = cluster.slots(ray.cluster_resources())
+    task = ray.remote(max_retries=0, max_calls=0)(warm_up)
+    for device in sorted(devices):
+        _warming.extend(task.options(**cluster.task_options(device), name="deploybench-warm-up").remote() for _ in range(slots.get(device, 0)))
 
 
 def probe_engines(ray, cluster: ClusterSettings, names: list[str]) -> list[str]:

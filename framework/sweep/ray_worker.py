@@ -95,6 +95,17 @@ def measure(job_data: dict, bundles: list[Bundle], paths: dict[str, list[str]], 
     return Outcome(result, child_log, node)
 
 
+def warm_up() -> int:
+    """The task ``ray_executor.warm_up_workers`` sends while the driver prepares the model: this worker's fork
+    server imports torch & co. now. It holds its slot until the server has forked a child, so the warm-up
+    tasks side by side warm distinct workers (an idle worker that ran a task is the one Ray reuses). The PID."""
+    from framework.sweep.isolation import run_child
+
+    normal_priority()  # before the fork server starts: its children inherit it
+    run_child(os.getpid, (), 600.0, "preparation", rerun_main=False)
+    return os.getpid()
+
+
 def engines_here(names: list[str]) -> dict[str, str | None]:
     """The probe task: whether this node can run each engine (None) or why not."""
     from framework.engines import engine_availability

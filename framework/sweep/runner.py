@@ -73,6 +73,7 @@ def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings
         from framework.engines import ENGINES
         from framework.sweep.ray_executor import prepare_cluster
 
+        start_fork_server()  # imports torch & co. in the background while Ray starts
         prepare_cluster(settings.cluster, list(settings.engines or ENGINES))
     engines = settings.chosen_engines()
     model_dir = settings.output / safe_component(model.name)
