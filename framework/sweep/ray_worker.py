@@ -97,12 +97,12 @@ def measure(job_data: dict, bundles: list[Bundle], paths: dict[str, list[str]], 
 
 def warm_up() -> int:
     """The task ``ray_executor.warm_up_workers`` sends while the driver prepares the model: this worker's fork
-    server imports torch & co. now. It holds its slot until the server has forked a child, so the warm-up
-    tasks side by side warm distinct workers (an idle worker that ran a task is the one Ray reuses). The PID."""
-    from framework.sweep.isolation import run_child
+    server starts importing torch & co. now (in the background: the slot is free at once, so experiments are
+    placed as without it), and the next task here (Ray reuses the idle worker that ran last) finds it ready. The PID."""
+    from framework.sweep.isolation import start_fork_server
 
     normal_priority()  # before the fork server starts: its children inherit it
-    run_child(os.getpid, (), 600.0, "preparation", rerun_main=False)
+    start_fork_server()
     return os.getpid()
 
 
