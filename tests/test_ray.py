@@ -3,6 +3,7 @@
 the local executor, a worker killed mid-experiment loses nothing, an interrupted driver's rerun measures
 nothing twice. Driver runs are ``deploybench run`` subprocesses, so this process never imports Ray."""
 
+import contextlib
 import json
 import os
 import re
@@ -59,8 +60,32 @@ def cluster():
         yield address, nodes, lambda name: subprocess.run([ray_cli, "start", f"--address={address}", *common], check=True, capture_output=True,
                                                           env={**RAY_ENV, WORK_ROOT_VARIABLE: str(root / name)}, timeout=180)  # fmt: skip
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], check=False, capture_output=True, timeout=120)
+        _stop_nodes(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_nodes(root: Path) -> None:
+    """Kill this fixture's Ray processes only: those whose work folder or open files lie under ``root`` (a Ray
+    agent's retitled process may hide its environment, not its log files); ``ray stop --force`` would also
+    kill a user's own cluster or a sweep running beside the tests."""
+    import psutil
+
+    ours = [process for process in psutil.process_iter() if _under(process, str(root))]
+    for process in ours:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(ours, timeout=30)
+
+
+def _under(process, root: str) -> bool:
+    import psutil
+
+    with contextlib.suppress(psutil.Error, OSError):
+        if process.environ().get(WORK_ROOT_VARIABLE, "").startswith(root):
+            return True
+        fds = Path(f"/proc/{process.pid}/fd")
+        return any(os.readlink(fd).startswith(root) for fd in fds.iterdir())
+    return False
 
 
 def _driver(models: Path, name: str, out: Path, address: str, *extra: str) -> subprocess.Popen:
