@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         print("deploybench: interrupted; finished experiments are kept, run the same command again to resume", file=sys.stderr)
+        if "framework.sweep.ray_executor" in sys.modules:
+            sys.modules["framework.sweep.ray_executor"].exit_after_interrupt(130)
         return 130
     except Exception as exc:  # not ours (a full disk, a library's bug): one line here, the traceback in a file
         log = _error_log(getattr(args, "output", None) or getattr(args, "results_a", None) or Path("."))
