@@ -142,6 +142,33 @@ def _scratch_working_directory(beside: Path):
             os.chdir(previous)
 
 
+def pre_process_for_quantization(source: Path, target: Path) -> None:
+    """ONNX Runtime's recommended pre-processing before quantization: symbolic shape inference and graph
+    optimization (batch-norm folding), in a scratch working directory, library warnings silenced."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with warnings.catch_warnings(), _scratch_working_directory(Path(target).parent):
+        warnings.simplefilter("ignore")
+        try:
+            quant_pre_process(str(source), str(target))
+        except Exception:  # symbolic shape inference gives up on some graphs (BERT's masks): ONNX's own suffices
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+
+
+def calibration_reader(batches: list[dict[str, np.ndarray]]):
+    """ONNX Runtime's calibration data reader over ``batches`` (input name -> array), each once."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter(batches)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    return Reader()
+
+
 def quantize_int8(src: Path, dst: Path, batches: list[dict[str, np.ndarray]], variant: str = "int8") -> float:
     """Static post-training quantization to QDQ with ONNX Runtime's quantizer; return the seconds it took.
 
@@ -151,33 +178,21 @@ def quantize_int8(src: Path, dst: Path, batches: list[dict[str, np.ndarray]], va
     recipe is what makes int8 pay on CPUs with VNNI.
     """
     try:
-        from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     except ImportError as exc:
         raise DeployBenchError("int8 ONNX graphs need onnxruntime's quantizer: pip install 'deploybench[cpu]'") from exc
     settings = int8_recipe(variant)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.feeds = iter(batches)
-
-        def get_next(self):
-            return next(self.feeds, None)
-
     start = time.perf_counter()
     dst.parent.mkdir(parents=True, exist_ok=True)
     src, dst = src.resolve(), dst.resolve()
     prepared = dst.with_name(f".{dst.name}.prepared.onnx")
     tmp = dst.with_name(f".{dst.name}.tmp")
     try:
+        pre_process_for_quantization(src, prepared)
         with warnings.catch_warnings(), _scratch_working_directory(dst.parent):
             warnings.simplefilter("ignore")
-            try:
-                quant_pre_process(str(src), str(prepared))
-            except Exception:  # symbolic shape inference gives up on some graphs (BERT's masks): ONNX's own suffices
-                quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
             quantize_static(
-                str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"],
+                str(prepared), str(tmp), calibration_reader(batches), quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"],
                 reduce_range=settings["reduce_range"],
                 activation_type=getattr(QuantType, settings["activation_type"]), weight_type=getattr(QuantType, settings["weight_type"]),
                 calibrate_method=getattr(CalibrationMethod, settings["calibrate_method"]),

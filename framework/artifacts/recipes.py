@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from framework.artifacts.graphs import FP16_KEEP_FP32, _repair_casts, _scratch_working_directory, int8_recipe
+from framework.artifacts.graphs import (
+    FP16_KEEP_FP32,
+    _repair_casts,
+    _scratch_working_directory,
+    calibration_reader,
+    int8_recipe,
+    pre_process_for_quantization,
+)
 from framework.errors import DeployBenchError
 
 PERCENTILE = 99.999  # CalibPercentile: the share of each activation's histogram the range keeps
@@ -103,35 +110,21 @@ def build_recipe(recipe: Recipe, source: Path, target: Path, batches: list[dict[
 def prepare_source(source: Path, target: Path) -> None:
     """ONNX Runtime's recommended pre-processing before quantization (shape inference, graph optimization):
     done once per search, every recipe starts from it."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     source, target = Path(source).resolve(), Path(target).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings(), _scratch_working_directory(target.parent):
-        warnings.simplefilter("ignore")
-        try:
-            quant_pre_process(str(source), str(target))
-        except Exception:  # symbolic shape inference gives up on some graphs (BERT's masks): ONNX's own suffices
-            quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+    pre_process_for_quantization(source, target)
 
 
 def _quantize_static(recipe: Recipe, source: Path, target: Path, batches: list) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     s = recipe.settings
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.feeds = iter(batches)
-
-        def get_next(self):
-            return next(self.feeds, None)
-
     extra = {"ActivationSymmetric": s["activation_symmetric"], "WeightSymmetric": True, "QuantizeBias": s["quantize_bias"]}
     if s["calibrate_method"] == "Percentile":
         extra["CalibPercentile"] = PERCENTILE
-    quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=s["per_channel"], reduce_range=s["reduce_range"],
-                    activation_type=getattr(QuantType, s["activation_type"]), weight_type=getattr(QuantType, s["weight_type"]),
+    quantize_static(str(source), str(target), calibration_reader(batches), quant_format=QuantFormat.QDQ, per_channel=s["per_channel"],
+                    reduce_range=s["reduce_range"], activation_type=getattr(QuantType, s["activation_type"]),
+                    weight_type=getattr(QuantType, s["weight_type"]),
                     calibrate_method=getattr(CalibrationMethod, s["calibrate_method"]), extra_options=extra,
                     nodes_to_quantize=[recipe.only] if recipe.only else None, nodes_to_exclude=list(recipe.excluded) or None)  # fmt: skip
 
