@@ -4,13 +4,15 @@
 # --executor ray on both (a local Ray instance that deploybench starts: every GPU of the host, one experiment per GPU).
 # Prints both wall times and their ratio (must be <= 0.6), counts the results that carry the "other processes held
 # the GPU" warning (must be 0; the CPU one, "other processes used N% of a core", is counted apart), and runs
-# `deploybench compare` of the two folders (every row must say "no significant difference").
+# `deploybench compare` of the two folders (every row must say "no significant difference"). After each sweep,
+# benchmarks/sweep_timeline.py shows where its time went (slot use, gaps between processes, stages per process).
 #
-#   bash benchmarks/ray_two_gpus.sh single    # prime the ONNX cache, then the one-GPU sweep (one device call)
-#   bash benchmarks/ray_two_gpus.sh ray       # the Ray sweep on both GPUs, then `compare` when `single` is done
-#   bash benchmarks/ray_two_gpus.sh compare   # the figures again, from the folders a warm machine kept
-#   bash benchmarks/ray_two_gpus.sh all       # all three in one call (about 15 minutes: more than one call allows)
+#   bash benchmarks/ray_two_gpus.sh single [NAME [ARGS...]]  # prime the ONNX cache, then the one-GPU sweep (one device call)
+#   bash benchmarks/ray_two_gpus.sh ray [NAME [ARGS...]]     # the Ray sweep on both GPUs, then `compare` against `single`
+#   bash benchmarks/ray_two_gpus.sh compare [A B]            # the figures again, from the folders a warm machine kept
+#   bash benchmarks/ray_two_gpus.sh all                      # single and ray in one call (about 10 minutes)
 #
+# NAME (default: single, ray) names the sweep's folder; ARGS go to `deploybench run` (e.g. ray ray16 --threads 16).
 # Both sweeps start from the same cached ONNX export and fp16 graph (built once by `prime`), so the wall times
 # compare measuring, not exporting twice. Folders live under /tmp/ray17 (kept while the machine stays warm); each
 # step's log and the summaries go to $OUT. REPEATS and RUN_LENGTH override the defaults below.
@@ -46,16 +48,19 @@ timed_sweep() {  # name, extra arguments: the sweep into $work/name, its wall ti
   tail -25 "$out/$name.log"
   [[ $code == 0 ]] && echo "$wall" > "$work/$name.wall_s"
   cp "$work/$name/$model/summary.md" "$out/summary_$name.md" 2>/dev/null
+  $py benchmarks/sweep_timeline.py "$work/$name/$model" | tee -a "$out/ray_two_gpus.log"
 }
-figures() {
-  [[ -f $work/single.wall_s && -f $work/ray.wall_s ]] || { echo "run both 'single' and 'ray' first"; return 0; }
-  $py - "$work" "$model" <<'EOF' | tee -a "$out/ray_two_gpus.log"
+figures() {  # A B: two sweeps' folder names
+  local a=$1 b=$2
+  [[ -f $work/$a.wall_s && -f $work/$b.wall_s ]] || { echo "run both '$a' and '$b' first"; return 0; }
+  $py - "$work" "$model" "$a" "$b" <<'EOF' | tee -a "$out/ray_two_gpus.log"
 import json, sys
 from pathlib import Path
 work = Path(sys.argv[1])
-single, ray = (float((work / f"{n}.wall_s").read_text()) for n in ("single", "ray"))
-print(f"wall time: one GPU, local executor {single:.1f} s; two GPUs, --executor ray {ray:.1f} s; ratio {ray / single:.3f} (must be <= 0.6)")
-for name in ("single", "ray"):
+names = sys.argv[3:5]
+single, ray = (float((work / f"{n}.wall_s").read_text()) for n in names)
+print(f"wall time: {names[0]} {single:.1f} s; {names[1]} {ray:.1f} s; ratio {ray / single:.3f} (must be <= 0.6)")
+for name in names:
     rows = [json.loads(p.read_text()) for p in (work / name / sys.argv[2]).glob("*/*/summary.json")]
     gpu = [r["engine"] + " " + r["precision"] + " bs" + str(r["batch_size"]) for r in rows if any("held the GPU" in w for w in r.get("warnings", []))]
     cpu = sum(any("of a core" in w for w in r.get("warnings", [])) for r in rows)
@@ -64,17 +69,18 @@ for name in ("single", "ray"):
     print(f"{name}: {len(rows)} results, {ok} ok and valid; 'other processes held the GPU': {len(gpu)} {gpu}; "
           f"CPU 'other processes used ... of a core': {cpu}; GPUs used (CUDA_VISIBLE_DEVICES): {nodes}")
 EOF
-  $py -m framework.cli compare "$work/single" "$work/ray" > "$out/compare.txt" 2>&1
+  $py -m framework.cli compare "$work/$a" "$work/$b" > "$out/compare.txt" 2>&1
   echo "=== compare exit $?" | tee -a "$out/ray_two_gpus.log"
   cat "$out/compare.txt"
-  local rows; rows=$(grep -c "^$model " "$out/compare.txt")
+  local rows; rows=$(grep -cE "^$model .* [0-9]+/[0-9]+ " "$out/compare.txt")
   echo "=== compare rows: $rows; 'no significant difference': $(grep -c 'no significant difference$' "$out/compare.txt"); slower: $(grep -c ' slower$' "$out/compare.txt"); faster: $(grep -c ' faster$' "$out/compare.txt")" | tee -a "$out/ray_two_gpus.log"
 }
 
+name="${2:-}"; extra=("${@:3}")
 case "$mode" in
-  single) prime; export CUDA_VISIBLE_DEVICES=0; timed_sweep single ;;
-  ray) prime; unset CUDA_VISIBLE_DEVICES; timed_sweep ray --executor ray; figures ;;
-  compare) figures ;;
-  all) prime; export CUDA_VISIBLE_DEVICES=0; timed_sweep single; unset CUDA_VISIBLE_DEVICES; timed_sweep ray --executor ray; figures ;;
+  single) prime; export CUDA_VISIBLE_DEVICES=0; timed_sweep "${name:-single}" "${extra[@]}" ;;
+  ray) prime; unset CUDA_VISIBLE_DEVICES; timed_sweep "${name:-ray}" --executor ray "${extra[@]}"; figures single "${name:-ray}" ;;
+  compare) figures "${2:-single}" "${3:-ray}" ;;
+  all) prime; export CUDA_VISIBLE_DEVICES=0; timed_sweep single; unset CUDA_VISIBLE_DEVICES; timed_sweep ray --executor ray; figures single ray ;;
   *) echo "usage: $0 single|ray|compare|all"; exit 2 ;;
 esac

@@ -288,6 +288,8 @@ class Result(Record):
     repeats: int = 1
     process_medians_ms: tuple[float, ...] | None = None
     process_model_medians_ms: tuple[float, ...] | None = None
+    started_at: float | None = None  # Unix time its process started (the sweep's clock; with --repeats, the first one's)
+    stages_s: dict = field(default_factory=dict)  # seconds per stage of its process (``experiment.run``), and 'process': start to result
     samples: Samples | None = None  # latencies.csv, not summary.json
     timeline_csv: str | None = None  # resources.csv, not summary.json
 

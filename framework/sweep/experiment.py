@@ -52,17 +52,43 @@ class JobContext:
 
 def run(job: Job) -> Result:
     """Measure the job's experiment. Never raises for its own failures: they become the result."""
+    stages = Stages()
+    result = _run(job, stages)
+    return dataclasses.replace(result, stages_s={**result.stages_s, **stages.seconds})
+
+
+class Stages:
+    """Seconds each stage of ``run`` took (``Result.stages_s``): where an experiment's process spends its time,
+    which is what a sweep's wall time is made of besides the timed loops."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 4)
+        self._last = now
+
+
+def _run(job: Job, stages: Stages) -> Result:
     result, engine = job.pending_result(), None
     cls = engine_class(job.experiment.engine)
     try:
         context = JobContext.load(job)
         engine = cls(context.artifacts, job.experiment.precision, job.measure.engine_options)
+        stages.lap("read")
         result = _load(engine, cls, context, result)
+        stages.lap("load")
         result = dataclasses.replace(result, compile_s=engine.prepare(context.inputs))  # compiling: in no latency
+        stages.lap("compile")
         result, first_outputs = _first_inference(engine, context, result)
+        stages.lap("first_call")
         result, enqueue_ns = _timed(engine, cls, context, job, result)
+        stages.lap("timed")
         result = _after_timing(engine, context, job, result, first_outputs)
         result = result.judged(judge(result, job.measure.required_iterations, job.measure.min_duration, enqueue_ns))
+        stages.lap("checks")
     except EngineUnavailable as exc:  # e.g. ONNX Runtime fell back to CPU: not a measurement of this engine
         return result.ended("unavailable", one_line(exc))
     except Exception as exc:
@@ -70,6 +96,7 @@ def run(job: Job) -> Result:
     finally:
         if engine is not None:
             engine.close()
+            stages.lap("close")
     if result.agreement.worst.has_nan_or_inf:
         return result.ended("failed", "outputs contain NaN or Inf")
     return result.ended("ok")

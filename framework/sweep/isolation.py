@@ -14,6 +14,7 @@ exit status and the tail of its log (``child.log``); the sweep goes on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import multiprocessing
 import multiprocessing.forkserver
@@ -61,9 +62,16 @@ def run_and_save(job: Job) -> Result:
     """In this process (``--in-process``): run the job, save the result in the job's folder."""
     from framework.sweep.experiment import run
 
-    result = run(job)
+    started_at, start = time.time(), time.perf_counter()
+    result = with_process_time(run(job), started_at, start)
     save_result(job.result_dir, result)
     return result
+
+
+def with_process_time(result: Result, started_at: float, start: float) -> Result:
+    """The result with when its process started and how long it took, start to result (``Result.stages_s``)."""
+    process_s = round(time.perf_counter() - start, 4)
+    return dataclasses.replace(result, started_at=round(started_at, 3), stages_s={**result.stages_s, "process": process_s})
 
 
 def run_child(target, args: tuple, timeout_s: float, role: str, rerun_main: bool = True) -> int | None:
@@ -138,6 +146,7 @@ def run_in_child(job: Job, timeout_s: float, rerun_main: bool = True) -> Result:
     job_path = job.write(job.result_dir / "job.json")
     staging = job.result_dir / f"{STAGING_PREFIX}{job.run_id}"
     staging.mkdir()
+    started_at, start = time.time(), time.perf_counter()
     code = run_child(_child_entry, (str(job_path), str(staging)), timeout_s, "experiment", rerun_main)
     result = read_result(staging)
     log = staging / "child.log"
@@ -146,6 +155,7 @@ def run_in_child(job: Job, timeout_s: float, rerun_main: bool = True) -> Result:
         outcome = f"timed out after {round(timeout_s, 1):g} s (child process killed)" if code is None else describe_exit(code)
         last = next((line.strip() for line in reversed(tail) if line.strip()), "")
         result = job.pending_result().ended("failed", outcome + (f": {last}" if last else ""), exit_status=code, log_tail="\n".join(tail))
+    result = with_process_time(result, started_at, start)
     save_result(job.result_dir, result)
     if log.exists():
         log.replace(job.result_dir / "child.log")

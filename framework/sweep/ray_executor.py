@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from framework.errors import DeployBenchError, one_line
@@ -121,7 +121,7 @@ def probe_engines(ray, cluster: ClusterSettings, names: list[str]) -> list[str]:
     return found
 
 
-def measure_on_ray(groups: list[list[Job]], settings: SweepSettings, progress: Callable) -> list[Result]:
+def measure_on_ray(groups: list[list[Job]], settings: SweepSettings, progress) -> list[Result]:
     """Run every job as a Ray task at once; return one result per group (an experiment's job, or with
     ``--repeats K`` its K processes' jobs, merged as a local run merges them), each saved as soon as its
     group's last task ends, so an interrupted sweep keeps every experiment that finished."""
@@ -131,7 +131,7 @@ def measure_on_ray(groups: list[list[Job]], settings: SweepSettings, progress: C
     return [merged[group[0].run_id] for group in groups]
 
 
-def submit(groups: list[list[Job]], settings: SweepSettings, progress: Callable) -> dict[str, Result]:
+def submit(groups: list[list[Job]], settings: SweepSettings, progress) -> dict[str, Result]:
     """Every job a Ray task in its slot, at once; each group's result, by its first job's run id."""
     cluster = settings.cluster
     ray = connect(cluster)
@@ -150,10 +150,12 @@ def submit(groups: list[list[Job]], settings: SweepSettings, progress: Callable)
         bundles, paths = shipper.job_files(job)
         options = {**cluster.task_options(job.device), "name": job.experiment.name}
         submitted[task.options(**options).remote(job.to_json(), bundles, paths, settings.timeout_s, settings.threads is not None)] = job
-    return collect(ray, submitted, groups, cluster.slots(available), progress, settings.output)
+    slots = cluster.slots(available)
+    progress.slots = sum(slots.get(device, 0) for device in {job.device for job in jobs}) or 1
+    return collect(ray, submitted, groups, slots, progress, settings.output)
 
 
-def collect(ray, submitted: dict, groups: list[list[Job]], slots: dict[str, int], progress: Callable, output: Path) -> dict[str, Result]:
+def collect(ray, submitted: dict, groups: list[list[Job]], slots: dict[str, int], progress, output: Path) -> dict[str, Result]:
     """Wait for each task, save its result, report it (with ``--repeats``, each process as one step of its
     experiment); an experiment's result is saved and reported once its group's last task ends. Cancel what
     is left when interrupted."""
@@ -167,6 +169,7 @@ def collect(ray, submitted: dict, groups: list[list[Job]], slots: dict[str, int]
             for ref in ready:
                 job = waiting.pop(ref)
                 results[job.run_id] = settled(ray, ref, job)
+                progress.ran(results[job.run_id])
                 group, state = group_of[job.run_id], f" [{state_text(waiting.values(), slots)}]"
                 process = f"process {int(job.result_dir.name) + 1}/{len(group)}: " if len(group) > 1 else ""
                 progress(job.experiment, f"{process}{progress_text(results[job.run_id])}{state}", len(group) == 1)

@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,7 @@ def measure(job_data: dict, bundles: list[Bundle], paths: dict[str, list[str]], 
     from framework import environment
     from framework.sweep.isolation import run_in_child
 
+    task_start = time.perf_counter()
     niceness = normal_priority()  # before the fork server starts: its children inherit it
     root = work_root()
     folders = {bundle.key: materialise(bundle, root) for bundle in bundles}
@@ -84,7 +86,11 @@ def measure(job_data: dict, bundles: list[Bundle], paths: dict[str, list[str]], 
     shutil.rmtree(job.result_dir, ignore_errors=True)  # a killed attempt's leftovers, when Ray retries it on this node
     try:
         result = run_in_child(job, timeout_s, rerun_main=False)  # the child need not import Ray again (Ray's worker is __main__)
-        result = dataclasses.replace(result, machine={**environment.fingerprint_fields(), "node": {**node, "niceness": niceness}})  # this node's
+        result = dataclasses.replace(
+            result,
+            machine={**environment.fingerprint_fields(), "node": {**node, "niceness": niceness}},  # this node's
+            stages_s={**result.stages_s, "task": round(time.perf_counter() - task_start, 4)},
+        )  # the task, files included
         if niceness > 0 and result.status == "ok":
             result = dataclasses.replace(result, warnings=(*result.warnings, f"measured at niceness {niceness} (Ray's default for workers): "
                                                            f"start the node with RAY_worker_niceness=0"))  # fmt: skip

@@ -2,7 +2,7 @@
 
 Samples are pooled (each tagged with its process), each process's median is kept (``process_medians_ms``,
 what ``compare`` tests: samples of one process are not independent of each other, processes are), and the
-result is invalid or failed if any process's was."""
+result is invalid or failed if any process's was; ``stages_s`` sums the processes' seconds."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def merge_repeats(results: list[Result]) -> Result:
         process_medians_ms=tuple(r.latency.median_ms for r in results),
         invalid_reasons=tuple(dict.fromkeys(x for r in results for x in r.invalid_reasons)),
         warnings=tuple(dict.fromkeys(x for r in results for x in r.warnings)),
+        started_at=min((r.started_at for r in results if r.started_at is not None), default=None), stages_s=summed_stages(results),
     )  # fmt: skip
     device = None
     if all(r.latency_model and r.samples.model_latencies_ns for r in results):
@@ -35,3 +36,12 @@ def merge_repeats(results: list[Result]) -> Result:
         merged = dataclasses.replace(merged, latency_model=latency_summary(Timing(device, elapsed, first.warmup or 0, "cuda_events"), batch),
                                      process_model_medians_ms=tuple(r.latency_model.median_ms for r in results))  # fmt: skip
     return dataclasses.replace(merged, samples=Samples(host, device, processes), validity="invalid" if merged.invalid_reasons else "valid")
+
+
+def summed_stages(results: list[Result]) -> dict[str, float]:
+    """Each stage's seconds over the K processes: what the experiment cost the sweep."""
+    total: dict[str, float] = {}
+    for result in results:
+        for stage, seconds in result.stages_s.items():
+            total[stage] = round(total.get(stage, 0.0) + seconds, 4)
+    return total

@@ -9,6 +9,7 @@ are rebuilt from the files on disk.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -46,6 +47,10 @@ class Progress:
     report: Callable[[str], None]
     done: int = 0
     started: float = field(default_factory=time.monotonic)
+    phases: dict[str, float] = field(default_factory=dict)  # preparing, measuring, report: wall seconds
+    slots: int = 1  # experiments measured at once (--executor ray: the cluster's slots for the sweep's devices)
+    processes: int = 0
+    process_s: float = 0.0
 
     def __call__(self, experiment: Experiment, outcome: str, finished: bool = True) -> None:
         self.done += finished
@@ -54,6 +59,32 @@ class Progress:
         eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
         eta_text = f"ETA {int(eta // 60)}:{int(eta % 60):02d}" if not math.isnan(eta) else "ETA ?"
         self.report(f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} {eta_text} {experiment.name}: {outcome}")
+
+    def ran(self, result: Result) -> None:
+        """An experiment's process ended (each of them with ``--repeats``): its seconds count as slot time."""
+        if "process" in result.stages_s:
+            self.processes += 1
+            self.process_s += result.stages_s["process"]
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - start
+
+    def time_text(self) -> str:
+        """Where the sweep's wall time went, and how busy its measurement slots were while it measured."""
+        parts = [f"{name} {_duration(seconds)}" for name, seconds in self.phases.items()]
+        measuring = self.phases.get("measuring", 0.0)
+        if self.processes and measuring > 0:
+            busy = self.process_s / (self.slots * measuring)
+            where = f"{self.slots} slots" if self.slots > 1 else "1 slot"
+            parts.append(
+                f"{self.processes} experiment processes, {_duration(self.process_s)} in all, on {where}: busy {busy:.0%} of the measuring time"
+            )
+        return "time: " + "; ".join(parts)
 
 
 def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings, report: Callable[[str], None] | None = print) -> list[Result]:
@@ -69,12 +100,7 @@ def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings
     if attention and attention not in offered:
         raise DeployBenchError(f"--option attention={attention}: model {model.name!r} offers "
                                f"{', '.join(offered) if offered else 'no choice of attention implementation'}")  # fmt: skip
-    if settings.cluster is not None:  # connect; engines this machine cannot run may run on a node of the cluster
-        from framework.engines import ENGINES
-        from framework.sweep.ray_executor import prepare_cluster
-
-        start_fork_server()  # imports torch & co. in the background while Ray starts
-        prepare_cluster(settings.cluster, list(settings.engines or ENGINES))
+    connecting = _connect(settings) if settings.cluster is not None else None
     engines = settings.chosen_engines()
     model_dir = settings.output / safe_component(model.name)
     try:
@@ -82,6 +108,8 @@ def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings
     except OSError as exc:
         raise DeployBenchError(f"cannot create the results folder {model_dir}: {exc.strerror}") from None
     progress = Progress(len(shapes_list) * len(engines) * len(settings.precisions) * len(settings.batch_sizes), report or _silent)
+    if connecting is not None:
+        progress.phases["connecting to Ray"] = connecting
     report = report or _silent
     results: list[Result] = []
     with results_lock(model_dir), sigterm_as_interrupt():
@@ -94,13 +122,27 @@ def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings
                 results += _run_shape(model, shapes, engines, settings, model_dir, progress)
         finally:
             write_model_tables(model_dir, settings.baseline)
-    published = publish(model_dir, keep_outliers=settings.keep_outliers, tables=False, baseline=settings.baseline)
+    with progress.phase("report"):
+        published = publish(model_dir, keep_outliers=settings.keep_outliers, tables=False, baseline=settings.baseline)
     report(f"plots: {len(published.plots)} in {model_dir / 'plots'}")
     report(f"results: {model_dir / 'summary.md'}; report: {published.report_md} and {published.report_html}")
     verdict = verdict_text(model_dir, settings.baseline)
     if verdict:
         report("\nVerdict, each engine at its best (median: device time for GPU engines, host clock for CPU engines):\n" + verdict)
+    report(progress.time_text())
     return results
+
+
+def _connect(settings: SweepSettings) -> float:
+    """``--executor ray``: connect before anything is built (engines this machine cannot run may run on a node
+    of the cluster); the seconds it took."""
+    from framework.engines import ENGINES
+    from framework.sweep.ray_executor import prepare_cluster
+
+    start_fork_server()  # imports torch & co. in the background while Ray starts
+    start = time.monotonic()
+    prepare_cluster(settings.cluster, list(settings.engines or ENGINES))
+    return time.monotonic() - start
 
 
 def verdict_text(model_dir: Path, baseline: tuple[str, str] | None) -> str:
@@ -125,18 +167,20 @@ def _run_shape(model: RegisteredModel, shapes, engines: list[str], settings: Swe
                      needs_onnx=any(engine_class(e).needs_onnx for e in engines if engine_availability(e) is None),
                      graphs=tuple(plan.graphs_needed(engines, settings.precisions)), batch_sizes=tuple(settings.batch_sizes),
                      accuracy_limit=settings.measure.accuracy_limit)  # fmt: skip
-    prepared = prepare_in_child(task, settings.timeout_s) if settings.isolate else prepare(task)
+    with progress.phase("preparing"):
+        prepared = prepare_in_child(task, settings.timeout_s) if settings.isolate else prepare(task)
     for message in prepared.messages:
         progress.report(message)
     for warning in prepared.warnings:
         warnings.warn(warning, stacklevel=2)
-    if settings.cluster is not None:  # --executor ray: every batch size's pending experiments at once
-        return _run_shape_on_ray(prepared, engines, settings, progress)
-    results = []
-    for batch_size in settings.batch_sizes:
-        experiments = plan.experiments(prepared.model, prepared.tag, prepared.shapes, engines, settings, batch_size)
-        results += _run_batch(prepared, experiments, settings, progress)
-    return results
+    with progress.phase("measuring"):
+        if settings.cluster is not None:  # --executor ray: every batch size's pending experiments at once
+            return _run_shape_on_ray(prepared, engines, settings, progress)
+        results = []
+        for batch_size in settings.batch_sizes:
+            experiments = plan.experiments(prepared.model, prepared.tag, prepared.shapes, engines, settings, batch_size)
+            results += _run_batch(prepared, experiments, settings, progress)
+        return results
 
 
 def _run_shape_on_ray(prepared: PreparedShape, engines: list[str], settings: SweepSettings, progress: Progress) -> list[Result]:
@@ -202,6 +246,7 @@ def _measure(prepared: PreparedShape, pending: list, data_file: Path, settings: 
             target = folder if settings.repeats == 1 else folder / REPEATS_DIR / str(repeat)
             job = make_job(experiment, prepared, settings, fingerprint, data_file, target, tuned.get(experiment))
             result = _measured(job, tuned.get(experiment), settings)
+            progress.ran(result)
             result = precision_search.searched(result, job, prepared, settings, lambda j, t: _run_job(j, settings, t), progress.report)
             measured[experiment].append(result)
             if settings.repeats > 1:
@@ -294,6 +339,10 @@ def make_job(experiment: Experiment, prepared: PreparedShape, settings: SweepSet
 
 def _silent(_: str) -> None:
     pass
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
 def _base(experiment: Experiment, prepared: PreparedShape, settings: SweepSettings, fingerprint: str) -> Result:
