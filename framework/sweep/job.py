@@ -63,7 +63,7 @@ class Job:
     loader: LoaderRef
     graphs: dict[str, Path]  # ONNX graph name -> file (the engine picks its own)
     cache_dir: Path
-    data_file: Path  # inputs and PyTorch references for this batch size (prepare.write_references)
+    data_file: Path  # inputs and PyTorch references for this batch size (``references.References``)
     has_dataset: bool
     result_dir: Path
     model_dir: Path  # the results folder of the model: its lock and tables

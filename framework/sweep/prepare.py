@@ -2,8 +2,8 @@
 
 ``prepare_shape`` loads the module and inputs, hashes weights and data, and exports (or reuses) the ONNX
 graph, checked against PyTorch; ``build_graphs`` makes the fp16/int8 graphs the engines need, as its own
-step; ``write_references`` writes, once per batch size, the inputs and PyTorch fp32 reference outputs every
-experiment of that batch reads (``Job.data_file``). Failures are recorded, never raised: an experiment that
+step; ``references.References`` writes, once per batch size, the inputs and PyTorch fp32 reference outputs
+every experiment of that batch reads (``Job.data_file``). Failures are recorded, never raised: an experiment that
 needs what failed is blocked with the reason (``plan.blocked``).
 """
 
@@ -28,10 +28,9 @@ from framework.config import ModelConfig
 from framework.errors import one_line
 from framework.files import safe_component
 from framework.loader import make_batch, take_samples
-from framework.measure.accuracy import evaluate
 from framework.results.record import ExportInfo
 from framework.shapes import shape_tag
-from framework.sweep.job import LoaderRef, write_shape_data
+from framework.sweep.job import LoaderRef
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,8 @@ class PreparedShape:
     setup_traceback: str | None = None
     conversion_s: float = 0.0  # time producing (or verifying cached) ONNX graphs
     has_dataset: bool = False
-    references: dict[int, Path] = field(default_factory=dict)  # batch size -> write_references' file
+    references: dict[int, Path] = field(default_factory=dict)  # batch size -> its references file (``references.References``)
+    stages_s: dict[str, float] = field(default_factory=dict)  # seconds of each step: model, export, graphs, references
     reference_errors: dict[int, tuple[str, str]] = field(default_factory=dict)  # batch size -> (reason, traceback)
     messages: tuple[str, ...] = ()  # what the preparation had to say (export done, cache rebuilt, ...), for the terminal
     warnings: tuple[str, ...] = ()  # warnings it raised (a corrupted cache file, ...), raised again in the sweep's process
@@ -249,20 +249,3 @@ def check_outputs(config: ModelConfig, outputs: dict[str, np.ndarray], batch_siz
             raise ConfigError(config.path, f"outputs[{index}].shape.runtime",
                               f"the model returns {spec.name!r} with shape {shape} at batch size {batch_size}, "
                               f"the config says {list(want)}")  # fmt: skip
-
-
-def write_references(prepared: PreparedShape, batch_size: int, accuracy_limit: int | None) -> Path:
-    """The batch's inputs and PyTorch fp32 outputs (timed and varied inputs, and over the dataset), written
-    once for every experiment of this batch size; raises when the model cannot take the batch."""
-    from framework.torch_outputs import reference_outputs
-
-    config, module = prepared.config, prepared.module
-    batch = batch_inputs(config, prepared.inputs, batch_size)
-    on_dataset = {}
-    if prepared.dataset is not None:
-        on_dataset = evaluate(lambda feed: reference_outputs(module, config, feed), config, prepared.dataset, 64, accuracy_limit)[1]
-    reference = reference_outputs(module, config, batch)
-    check_outputs(config, reference, batch_size)
-    path = prepared.cache_dir / f"inputs_references_bs{batch_size}.npz"
-    return write_shape_data(path, list(prepared.inputs), reference,
-                            reference_outputs(module, config, varied_inputs(batch)), on_dataset)  # fmt: skip

@@ -31,6 +31,7 @@ from framework.sweep.repeats import merge_repeats
 
 SKIPPED_NAMES = ("__pycache__",)
 PROBE_TIMEOUT_S = 300.0  # a probe task waits for a free slot of its device
+LOCAL_RAY_CPUS = 4  # what a local Ray instance counts: how many idle workers it starts, and at once
 
 
 def exit_after_interrupt(code: int) -> None:
@@ -59,7 +60,9 @@ def connect(cluster: ClusterSettings):
     os.environ.setdefault("RAY_worker_niceness", "0")  # a local instance's workers at normal priority (Ray's default: 15)
     try:
         if cluster.address is None:  # "local": a new instance, even where RAY_ADDRESS names a running cluster
-            ray.init(address="local", resources={CPU_SLOT: 1, NODE: 1}, include_dashboard=False, **quiet)
+            # num_cpus: deploybench's tasks ask for no Ray CPUs (the slots keep them apart); Ray starts one idle
+            # Python worker per CPU it counts, 32 at once on a 32-core host, competing with the preparation
+            ray.init(address="local", num_cpus=LOCAL_RAY_CPUS, resources={CPU_SLOT: 1, NODE: 1}, include_dashboard=False, **quiet)
         else:
             ray.init(address=cluster.address, **quiet)
     except (ConnectionError, ValueError) as exc:  # ValueError: an address Ray cannot parse, ray:// without ray[client]

@@ -9,14 +9,12 @@ are rebuilt from the files on disk.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from framework import environment
@@ -34,57 +32,10 @@ from framework.sweep import plan, precision_search, tune
 from framework.sweep.isolation import run_and_save, run_in_child, start_fork_server
 from framework.sweep.job import Job, LoaderRef
 from framework.sweep.prepare import PreparedShape
+from framework.sweep.progress import Progress
 from framework.sweep.repeats import merge_repeats
 from framework.sweep.shape_task import ShapeTask, prepare, prepare_in_child
 from framework.sweep.tune import Tuned
-
-
-@dataclass
-class Progress:
-    """One line per finished experiment: a bar, the count, the time left at the pace so far, the outcome."""
-
-    total: int
-    report: Callable[[str], None]
-    done: int = 0
-    started: float = field(default_factory=time.monotonic)
-    phases: dict[str, float] = field(default_factory=dict)  # preparing, measuring, report: wall seconds
-    slots: int = 1  # experiments measured at once (--executor ray: the cluster's slots for the sweep's devices)
-    processes: int = 0
-    process_s: float = 0.0
-
-    def __call__(self, experiment: Experiment, outcome: str, finished: bool = True) -> None:
-        self.done += finished
-        filled = round(20 * self.done / max(self.total, 1))
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        eta_text = f"ETA {int(eta // 60)}:{int(eta % 60):02d}" if not math.isnan(eta) else "ETA ?"
-        self.report(f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} {eta_text} {experiment.name}: {outcome}")
-
-    def ran(self, result: Result) -> None:
-        """An experiment's process ended (each of them with ``--repeats``): its seconds count as slot time."""
-        if "process" in result.stages_s:
-            self.processes += 1
-            self.process_s += result.stages_s["process"]
-
-    @contextlib.contextmanager
-    def phase(self, name: str):
-        start = time.monotonic()
-        try:
-            yield
-        finally:
-            self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - start
-
-    def time_text(self) -> str:
-        """Where the sweep's wall time went, and how busy its measurement slots were while it measured."""
-        parts = [f"{name} {_duration(seconds)}" for name, seconds in self.phases.items()]
-        measuring = self.phases.get("measuring", 0.0)
-        if self.processes and measuring > 0:
-            busy = self.process_s / (self.slots * measuring)
-            where = f"{self.slots} slots" if self.slots > 1 else "1 slot"
-            parts.append(
-                f"{self.processes} experiment processes, {_duration(self.process_s)} in all, on {where}: busy {busy:.0%} of the measuring time"
-            )
-        return "time: " + "; ".join(parts)
 
 
 def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings, report: Callable[[str], None] | None = print) -> list[Result]:
@@ -169,6 +120,8 @@ def _run_shape(model: RegisteredModel, shapes, engines: list[str], settings: Swe
                      accuracy_limit=settings.measure.accuracy_limit)  # fmt: skip
     with progress.phase("preparing"):
         prepared = prepare_in_child(task, settings.timeout_s) if settings.isolate else prepare(task)
+    for stage, seconds in prepared.stages_s.items():
+        progress.preparation[stage] = progress.preparation.get(stage, 0.0) + seconds
     for message in prepared.messages:
         progress.report(message)
     for warning in prepared.warnings:
@@ -339,10 +292,6 @@ def make_job(experiment: Experiment, prepared: PreparedShape, settings: SweepSet
 
 def _silent(_: str) -> None:
     pass
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
 def _base(experiment: Experiment, prepared: PreparedShape, settings: SweepSettings, fingerprint: str) -> Result:

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 import traceback
 import uuid
 import warnings
@@ -23,7 +24,8 @@ from framework.config import load_config
 from framework.errors import one_line
 from framework.files import safe_component, write_atomic
 from framework.sweep.job import LoaderRef
-from framework.sweep.prepare import PreparedShape, build_graphs, prepare_shape, write_references
+from framework.sweep.prepare import PreparedShape, build_graphs, prepare_shape
+from framework.sweep.references import References
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ def prepare(task: ShapeTask) -> PreparedShape:
 
 
 def _prepare(task: ShapeTask, report) -> PreparedShape:
+    start = time.perf_counter()
     try:
         loader_class = task.loader.load_class()
         prepared = prepare_shape(loader_class, load_config(task.config_path), task.shapes, task.model_dir, task.exporter,
@@ -70,14 +73,19 @@ def _prepare(task: ShapeTask, report) -> PreparedShape:
         return task.failed(one_line(exc), traceback.format_exc(limit=12))
     if prepared.setup_error:
         return prepared.light()
+    stages = {"model": time.perf_counter() - start - prepared.conversion_s, "export": prepared.conversion_s}
+    start = time.perf_counter()
     prepared = build_graphs(prepared, list(task.graphs))
-    references, errors = {}, {}
+    stages["graphs"], start = time.perf_counter() - start, time.perf_counter()
+    references, errors, writer = {}, {}, References(prepared, task.accuracy_limit, report)
     for batch_size in task.batch_sizes:
         try:  # e.g. a batch size the model cannot take: its experiments fail, the others go on
-            references[batch_size] = write_references(prepared, batch_size, task.accuracy_limit)
+            references[batch_size] = writer.write(batch_size)
         except Exception as exc:
             errors[batch_size] = (one_line(exc), traceback.format_exc(limit=8))
-    return PreparedShape.from_json({**prepared.to_json(), "references": references, "reference_errors": errors})
+    stages["references"] = time.perf_counter() - start
+    return PreparedShape.from_json({**prepared.to_json(), "references": references, "reference_errors": errors,
+                                    "stages_s": {k: round(v, 3) for k, v in stages.items()}})  # fmt: skip
 
 
 def prepare_in_child(task: ShapeTask, timeout_s: float) -> PreparedShape:
