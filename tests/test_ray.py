@@ -277,6 +277,17 @@ def test_the_slot_rule_gives_gpus_whole_and_cpu_experiments_a_slot_of_their_own(
     assert exclusive.fingerprint_fields("cuda") == {"devices": ["H100"]} and exclusive.fingerprint_fields("cpu") == {}
 
 
+def test_a_gpu_experiment_on_a_node_of_several_gpus_gets_its_share_of_the_cores(monkeypatch):
+    from framework.machine_check import default_threads
+    from framework.sweep import ray_worker
+
+    cores = default_threads()
+    monkeypatch.setattr(ray_worker, "_gpus", lambda: ({"index": 0}, {"index": 1}))  # the node's GPUs, as NVML lists them
+    assert ray_worker.node_threads("cuda") == max(1, cores // 2) and ray_worker.node_threads("cpu") == cores
+    monkeypatch.setattr(ray_worker, "_gpus", lambda: ())
+    assert ray_worker.node_threads("cuda") == cores
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [(["--executor", "ray", "--in-process"], "--executor ray does not support --in-process"),

@@ -130,21 +130,29 @@ def normal_priority() -> int:
 
 def localised(job: Job, moved: dict[str, Path], root: Path, node: dict, fixed_threads: bool) -> Job:
     """The driver's job with its files where this node holds them, its cache and scratch folders on this node
-    (the cache one per GPU kind), and, unless the user fixed ``--threads``, this node's own thread count."""
+    (the cache one per GPU kind), and, unless the user fixed ``--threads``, this node's thread count (``node_threads``)."""
     where = lambda path: moved.get(str(path), path)  # noqa: E731
     kind = safe_component(node.get("gpu") or "cpu")
     scratch = root / "runs" / job.run_id
     measure = job.measure
     if not fixed_threads:
-        from framework.machine_check import default_threads
-
-        measure = dataclasses.replace(measure, engine_options={**measure.engine_options, "threads": default_threads()})
+        measure = dataclasses.replace(measure, engine_options={**measure.engine_options, "threads": node_threads(job.device)})
     return dataclasses.replace(
         job, config_path=where(job.config_path), loader=dataclasses.replace(job.loader, file=str(where(job.loader.file))),
         graphs={name: where(path) for name, path in job.graphs.items()}, data_file=where(job.data_file),
         cache_dir=root / "cache" / safe_component(job.experiment.model) / safe_component(job.experiment.shape_tag) / kind,
         result_dir=scratch, model_dir=scratch, measure=measure, extra={**job.extra, "node": node},
     )  # fmt: skip
+
+
+def node_threads(device: str) -> int:
+    """An experiment's threads on this node unless ``--threads`` fixed them: its cores, and for a GPU experiment
+    its share of them, since the node's GPUs each run one experiment at once (host threads of two experiments
+    side by side would each use every core)."""
+    from framework.machine_check import default_threads
+
+    cores = default_threads()
+    return max(1, cores // max(1, len(_gpus()))) if device == "cuda" else cores
 
 
 @functools.cache

@@ -77,10 +77,10 @@ def run_model(model: RegisteredModel, shapes_list: list, settings: SweepSettings
         published = publish(model_dir, keep_outliers=settings.keep_outliers, tables=False, baseline=settings.baseline)
     report(f"plots: {len(published.plots)} in {model_dir / 'plots'}")
     report(f"results: {model_dir / 'summary.md'}; report: {published.report_md} and {published.report_html}")
+    report(progress.time_text())
     verdict = verdict_text(model_dir, settings.baseline)
     if verdict:
         report("\nVerdict, each engine at its best (median: device time for GPU engines, host clock for CPU engines):\n" + verdict)
-    report(progress.time_text())
     return results
 
 
@@ -117,7 +117,7 @@ def _run_shape(model: RegisteredModel, shapes, engines: list[str], settings: Swe
                      exporter=settings.exporter, calibration_samples=settings.calibration_samples,
                      needs_onnx=any(engine_class(e).needs_onnx for e in engines if engine_availability(e) is None),
                      graphs=tuple(plan.graphs_needed(engines, settings.precisions)), batch_sizes=tuple(settings.batch_sizes),
-                     accuracy_limit=settings.measure.accuracy_limit)  # fmt: skip
+                     accuracy_limit=settings.measure.accuracy_limit, threads=preparation_threads(settings))  # fmt: skip
     with progress.phase("preparing"):
         prepared = prepare_in_child(task, settings.timeout_s) if settings.isolate else prepare(task)
     for stage, seconds in prepared.stages_s.items():
@@ -134,6 +134,15 @@ def _run_shape(model: RegisteredModel, shapes, engines: list[str], settings: Swe
             experiments = plan.experiments(prepared.model, prepared.tag, prepared.shapes, engines, settings, batch_size)
             results += _run_batch(prepared, experiments, settings, progress)
         return results
+
+
+def preparation_threads(settings: SweepSettings) -> int | None:
+    """With ``--executor ray``, the preparation's PyTorch threads are half the cores: Ray's workers start beside it
+    (always on a local instance; on a head node that runs experiments too), and a forward pass that uses every
+    core stalls in its thread barriers while a few of them are busy (README, "Sweeps on Ray")."""
+    from framework.machine_check import default_threads
+
+    return max(1, default_threads() // 2) if settings.cluster is not None else None
 
 
 def _run_shape_on_ray(prepared: PreparedShape, engines: list[str], settings: SweepSettings, progress: Progress) -> list[Result]:

@@ -42,6 +42,7 @@ class ShapeTask:
     graphs: tuple[str, ...]  # fp16, int8, ... besides the fp32 export
     batch_sizes: tuple[int, ...]
     accuracy_limit: int | None
+    threads: int | None = None  # the preparation's PyTorch threads; None: the machine's default
 
     def failed(self, reason: str, detail: str | None = None) -> PreparedShape:
         """What the sweep records when the preparation itself died."""
@@ -65,6 +66,10 @@ def prepare(task: ShapeTask) -> PreparedShape:
 
 def _prepare(task: ShapeTask, report) -> PreparedShape:
     start = time.perf_counter()
+    if task.threads:
+        import torch
+
+        torch.set_num_threads(task.threads)
     try:
         loader_class = task.loader.load_class()
         prepared = prepare_shape(loader_class, load_config(task.config_path), task.shapes, task.model_dir, task.exporter,
