@@ -85,7 +85,7 @@ def _executor_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--address", default=None, help="--executor ray: 'auto', a ray:// URL or HOST:PORT (default: start a local Ray instance)")
     run.add_argument("--exclusive-node", action="store_true",
                      help="--executor ray: a CPU experiment takes its whole node, never beside a GPU experiment's host thread")  # fmt: skip
-    run.add_argument("--devices", type=_csv, default=None, metavar="KIND", help="--executor ray: GPU experiments only on this GPU kind (e.g. H100)")
+    run.add_argument("--devices", type=_csv, default=None, metavar="KIND", help="--executor ray: GPU experiments once per GPU kind (e.g. H100,L4)")
 
 
 def _cluster_settings(args):

@@ -292,7 +292,7 @@ def test_a_gpu_experiment_on_a_node_of_several_gpus_gets_its_share_of_the_cores(
     ("flags", "message"),
     [(["--executor", "ray", "--in-process"], "--executor ray does not support --in-process"),
      (["--executor", "ray", "--tune"], "--executor ray does not support --tune"),
-     (["--executor", "ray", "--devices", "H100,L4"], "one GPU kind per results folder"),
+     (["--executor", "ray", "--devices", "H100,H100"], "a GPU kind is named twice"),
      (["--address", "auto"], "--address: only with --executor ray"),
      (["--executor", "ray", "--shape-mix"], "do not run on --executor ray yet"),
      (["--executor", "ray", "--address", "127.0.0.1:1"], "--address 127.0.0.1:1: nothing answers at 127.0.0.1:1"),  # not Ray's 12 minutes of retries

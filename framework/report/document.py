@@ -96,7 +96,7 @@ def shape_section(model_dir: Path, shape: str, results: list[Result], speedup_of
     figure of ``FIGURES`` that was drawn."""
     lines = [f"## Shape {shape}: every result", ""]
     for batch in sorted({int(r.experiment.batch_size) for r in results}):
-        rows = [r for r in results if int(r.experiment.batch_size) == batch]
+        rows = sorted((r for r in results if int(r.experiment.batch_size) == batch), key=lambda r: r.experiment.device_kind or "")  # by GPU kind
         lines += [f"### Batch size {batch}", "", *markdown_table(rows, REPORT, speedup_of), ""]
     sentence = speedup_sentence(results, speedup_of)
     lines += [sentence, ""] if sentence else []

@@ -79,6 +79,7 @@ class Experiment(Record):
     engine: str
     precision: str
     batch_size: int
+    device_kind: str | None = None  # the GPU kind (a Ray accelerator type) of a GPU experiment, with --devices; None otherwise
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,23 +87,37 @@ class Experiment(Record):
         shapes_ok = all(isinstance(s, tuple) and all(isinstance(d, int) and not isinstance(d, bool) for d in s) for s in self.example_shapes)
         if not all(isinstance(t, str) for t in texts) or not shapes_ok or isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
             raise ValueError(f"an experiment is named by strings and integers, got {self!r}")
+        if self.device_kind is not None and not isinstance(self.device_kind, str):
+            raise ValueError(f"an experiment's GPU kind is a string, got {self.device_kind!r}")
 
     @property
     def key(self) -> tuple:
-        """What two runs' results are matched on (``compare``)."""
-        return (self.model, self.shape_tag, self.engine, self.precision, self.batch_size)
+        """What two runs' results are matched on (``compare``); the GPU kind only where one was named."""
+        return (self.model, self.shape_tag, self.engine, self.precision, self.batch_size) + ((self.device_kind,) if self.device_kind else ())
+
+    @property
+    def on(self) -> str:
+        return f" on {self.device_kind}" if self.device_kind else ""
 
     @property
     def name(self) -> str:
-        return f"{self.model} {self.shape_tag} {self.engine} {self.precision} bs{self.batch_size}"
+        return f"{self.model} {self.shape_tag} {self.engine} {self.precision} bs{self.batch_size}{self.on}"
 
     @property
     def series(self) -> str:
         """How plots and tables name it within one shape and batch size."""
-        return f"{self.engine} {self.precision}"
+        return f"{self.engine} {self.precision}{self.on}"
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        if data["device_kind"] is None:  # as results without GPU kinds were always written
+            del data["device_kind"]
+        return data
 
     def folder(self, output: Path) -> Path:
-        return Path(output) / safe_component(self.model) / safe_component(self.shape_tag) / f"{self.engine}__{self.precision}__bs{self.batch_size}"
+        kind = f"__{safe_component(self.device_kind)}" if self.device_kind else ""
+        leaf = f"{self.engine}__{self.precision}__bs{self.batch_size}{kind}"
+        return Path(output) / safe_component(self.model) / safe_component(self.shape_tag) / leaf
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,8 @@ def is_default_configuration(result: Result) -> bool:
 
 def describe(result: Result) -> str:
     """``pytorch-cuda fp32 (default options)`` or ``pytorch-cpu fp32 (threads=1)``."""
-    return f"{result.experiment.engine} {result.experiment.precision} ({options_text(result.configuration) or 'default options'})"
+    e = result.experiment
+    return f"{e.engine}{e.on} {e.precision} ({options_text(result.configuration) or 'default options'})"
 
 
 def baseline_for(result: Result, candidates: list[Result], baseline: tuple[str, str] | None = None) -> Result | None:
@@ -76,8 +77,9 @@ def baseline_for(result: Result, candidates: list[Result], baseline: tuple[str, 
     e = result.experiment
     matches = [c for c in candidates if c.is_usable and c.experiment.engine == engine and c.experiment.precision == precision
                and (c.experiment.model, c.experiment.shape_tag, c.experiment.batch_size) == (e.model, e.shape_tag, e.batch_size)
-               and is_default_configuration(c)]  # fmt: skip
-    matches.sort(key=lambda c: (c.status != "ok", -(c.headline.n if c.headline else 0)))  # a full measurement first
+               and c.experiment.device_kind in (e.device_kind, None) and is_default_configuration(c)]  # fmt: skip
+    # with --devices, the baseline on the same GPU kind; then a full measurement first
+    matches.sort(key=lambda c: (c.experiment.device_kind != e.device_kind, c.status != "ok", -(c.headline.n if c.headline else 0)))
     return matches[0] if matches else None
 
 

@@ -182,7 +182,9 @@ MAYBE = lambda v: "n/a" if v is None else str(v)  # noqa: E731
 COLUMNS: list[Column] = [
     Column("model", lambda r: E(r).model),
     Column("shape", lambda r: E(r).shape_tag),
-    Column("engine", lambda r: E(r).engine, "engine", views=_views(*TEXT), figure=False),
+    Column("engine", lambda r: E(r).engine),
+    Column("engine_on", lambda r: E(r).engine + E(r).on, "engine", views=TEXT, figure=False),  # "pytorch-cuda on H100" with --devices
+    Column("device_kind", lambda r: E(r).device_kind),
     Column("device", lambda r: r.device),
     Column("precision", lambda r: E(r).precision, "precision", views=_views(*TEXT), figure=False),
     Column("batch_size", lambda r: E(r).batch_size, "batch", views=_views(SUMMARY), figure=False),

@@ -22,13 +22,35 @@ TERMINAL_COLUMNS = ("engine", "precision", "configuration", "median ms (99% CI)"
 def best_per_engine(results: list[Result]) -> list[Result]:
     """The fastest valid, fully measured result of each engine among ``results`` (one shape and batch
     size), fastest first."""
-    best: dict[str, Result] = {}
+    best: dict[tuple, Result] = {}
     for r in results:
         if r.status == "ok" and r.is_valid and r.headline is not None:
-            engine = r.experiment.engine
+            engine = (r.experiment.engine, r.experiment.device_kind)  # with --devices, each GPU kind's best too
             if engine not in best or r.headline.median_ms < best[engine].headline.median_ms:
                 best[engine] = r
     return sorted(best.values(), key=lambda r: r.headline.median_ms)
+
+
+def across_kinds(results: list[Result]) -> list[str]:
+    """Where ``--devices`` measured the same experiment (shape, batch size, engine, precision and engine options,
+    host threads aside) on several GPU kinds: its median on each, fastest first, and each against the fastest."""
+    same: dict[tuple, list[Result]] = {}
+    for r in results:
+        e = r.experiment
+        if e.device_kind and r.status == "ok" and r.is_valid and r.headline is not None:
+            options = tuple(sorted((k, str(v)) for k, v in r.configuration.items() if k != "threads"))
+            same.setdefault((e.shape_tag, e.batch_size, e.engine, e.precision, options), []).append(r)
+    lines = []
+    for (shape, batch, engine, precision, options), rows in sorted(same.items(), key=lambda item: (item[0][0], item[0][1], str(item[0][2:]))):
+        if len({r.experiment.device_kind for r in rows}) < 2:
+            continue
+        rows.sort(key=lambda r: r.headline.median_ms)
+        fastest = rows[0].headline.median_ms
+        kinds = [f"{r.experiment.device_kind} {r.headline.median_ms:.3g} ms" + (f" ({r.headline.median_ms / fastest:.2f}x)" if i else "")
+                 for i, r in enumerate(rows)]  # fmt: skip
+        with_options = f" with {', '.join(f'{k}={v}' for k, v in options)}" if options else ""
+        lines.append(f"shape {shape}, batch {batch}, {engine} {precision}{with_options}: {', '.join(kinds)}")
+    return lines
 
 
 def groups(results: list[Result]) -> list[tuple[str, int, list[Result]]]:
@@ -48,7 +70,7 @@ def winner_sentence(batch: int, best: list[Result], speedup_of: Mapping[int, Spe
     top = best[0]
     e, config = top.experiment, configuration_text(top)
     with_options = "" if config == "default" else f" with {config}"
-    text = f"batch {batch}: {e.engine} {e.precision}{with_options}, {top.headline.median_ms:.3g} ms"
+    text = f"batch {batch}: {e.engine}{e.on} {e.precision}{with_options}, {top.headline.median_ms:.3g} ms"
     rate = items_per_s(top)
     text += f" ({rate:,.0f} items/s)" if rate else ""
     speedup = speedup_of.get(id(top))
@@ -71,6 +93,10 @@ def verdict_markdown(results: list[Result], speedup_of: Mapping[int, Speedup]) -
         table, notes = footnoted_table(best, REPORT, speedup_of)
         lines += [f"**{winner_sentence(batch, best, speedup_of)}**", "", *table, ""]
         lines += [*notes, ""] if notes else []
+    kinds = across_kinds(results)
+    if kinds:
+        lines += ["### Across GPU kinds", "", "The same experiment on each GPU kind `--devices` named (median, fastest first; "
+                  "each against the fastest):", "", *(f"- {line}" for line in kinds), ""]  # fmt: skip
     return lines
 
 
@@ -85,4 +111,7 @@ def terminal_text(results: list[Result], speedup_of: Mapping[int, Speedup]) -> s
         out.append(f"shape {shape}, batch {batch}:")
         out += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         out += ["  -> " + winner_sentence(batch, best, speedup_of), ""]
+    kinds = across_kinds(results)
+    if kinds:
+        out += ["across GPU kinds (median, fastest first; each against the fastest):", *(f"  {line}" for line in kinds)]
     return "\n".join(out).rstrip()

@@ -3,7 +3,8 @@
 Two experiments never share what they measure. Each Ray task asks for:
 
 - a GPU experiment: one whole GPU (``num_gpus=1``; Ray sets ``CUDA_VISIBLE_DEVICES`` to it), of the kind
-  ``--devices`` names (Ray's ``accelerator_type:<KIND>`` resource) when given;
+  it was planned for (Ray's ``accelerator_type:<KIND>`` resource) when ``--devices`` names kinds: one
+  experiment per kind, each in a folder of its own;
 - a CPU experiment: one ``deploybench_cpu_slot`` of its node. A node offers one slot by default (a local Ray
   instance started by deploybench does; on a cluster, start each node with
   ``ray start ... --resources '{"deploybench_cpu_slot": 1, "deploybench_node": 1}'``); a node given N slots
@@ -47,9 +48,8 @@ class ClusterSettings:
         if self.address is not None and not self.address.strip():
             raise DeployBenchError(f"--address: {ADDRESS_FORMS}")
         self.check_reachable()
-        if len(self.devices) > 1:
-            raise DeployBenchError(f"--devices {','.join(self.devices)}: one GPU kind per results folder for now (an experiment's folder "
-                                   f"does not name its GPU kind); run once per kind with its own --output, then compare them")  # fmt: skip
+        if len(set(self.devices)) != len(self.devices):
+            raise DeployBenchError(f"--devices {','.join(self.devices)}: a GPU kind is named twice")
         bad = [d for d in self.devices if not d.replace("-", "").replace("_", "").isalnum()]
         if bad:
             raise DeployBenchError(f"--devices {','.join(self.devices)}: a GPU kind is a Ray accelerator type such as H100 or L4, got {bad}")
@@ -80,18 +80,22 @@ class ClusterSettings:
                                    f"start the cluster there (`ray start --head {start}`) or give the address "
                                    f"`ray start --head` printed") from None  # fmt: skip
 
-    def fingerprint_fields(self, device: str) -> dict:
+    def fingerprint_fields(self, device: str, kind: str | None = None) -> dict:
         """What changes the figures of an experiment on ``device`` (cpu or cuda): a GPU experiment's GPU kind
-        (a CPU experiment's figures do not depend on it; the executor does not matter either, so a sweep
-        resumed with the other executor keeps what the first measured)."""
-        return {"devices": list(self.devices)} if self.devices and device == "cuda" else {}
+        (``kind``, the one of ``--devices`` it was planned for; a CPU experiment's figures do not depend on it;
+        the executor does not matter either, so a sweep resumed with the other executor keeps what the first
+        measured)."""
+        return {"devices": [kind or self.devices[0]]} if self.devices and device == "cuda" else {}
 
-    def task_options(self, device: str) -> dict:
-        """The Ray task options that give an experiment on ``device`` (cpu or cuda) its exclusive slot."""
+    def task_options(self, device: str, kind: str | None = None) -> dict:
+        """The Ray task options that give an experiment on ``device`` (cpu or cuda) its exclusive slot, on a
+        GPU of ``kind`` (or of the one kind ``--devices`` names; any GPU when it names several and no kind is
+        given: probes and warm-ups)."""
         if device == "cuda":
             options: dict = {"num_cpus": 0, "num_gpus": 1}
-            if self.devices:
-                options["accelerator_type"] = self.devices[0]
+            kind = kind or (self.devices[0] if len(self.devices) == 1 else None)
+            if kind:
+                options["accelerator_type"] = kind
             if self.exclusive_node:
                 options["resources"] = {NODE: GPU_SHARE_OF_NODE}
             return options

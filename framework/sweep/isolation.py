@@ -33,6 +33,7 @@ from framework.results.store import read_result, save_result
 from framework.sweep.job import Job
 
 LOG_TAIL_LINES = 20
+JOIN_POLL_S = 0.5  # how long the parent waits on a child between two looks at its own signals
 STAGING_PREFIX = ".incoming-"  # <experiment>/.incoming-<run id>/: what a child writes
 PR_SET_PDEATHSIG = 1
 ROLE_VARIABLE = "DEPLOYBENCH_ROLE"
@@ -86,7 +87,9 @@ def run_child(target, args: tuple, timeout_s: float, role: str, rerun_main: bool
     with contextlib.nullcontext() if rerun_main else _main_unseen():
         child.start()
     try:
-        child.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while child.is_alive() and time.monotonic() < deadline:  # back to Python often: a Ctrl-C that reached
+            child.join(min(JOIN_POLL_S, max(0.0, deadline - time.monotonic())))  # another thread still stops the run
     except BaseException:  # Ctrl-C or SIGTERM in the parent: never leave a child measuring
         _kill_group(child)
         raise

@@ -20,9 +20,17 @@ class Blocked:
 
 
 def experiments(model: str, shape_tag: str, shapes, engines: list[str], settings: SweepSettings, batch_size: int) -> list[Experiment]:
-    """Every engine x precision at one batch size, in the order they run."""
-    return [Experiment(model, shape_tag, tuple(map(tuple, shapes)), engine, precision, batch_size)
-            for engine in engines for precision in settings.precisions]  # fmt: skip
+    """Every engine x precision at one batch size, in the order they run; a GPU engine's once per GPU kind
+    ``--devices`` names (``--executor ray``)."""
+    shapes = tuple(map(tuple, shapes))
+    return [Experiment(model, shape_tag, shapes, engine, precision, batch_size, kind)
+            for engine in engines for precision in settings.precisions for kind in device_kinds(engine, settings)]  # fmt: skip
+
+
+def device_kinds(engine: str, settings: SweepSettings) -> tuple[str | None, ...]:
+    """The GPU kinds an engine's experiments are planned for: each of ``--devices`` for a GPU engine, else none."""
+    kinds = settings.cluster.devices if settings.cluster is not None else ()
+    return tuple(kinds) if kinds and engine_class(engine).device == "cuda" else (None,)
 
 
 def graph_of(engine: str, precision: str) -> str | None:

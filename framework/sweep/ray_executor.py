@@ -31,6 +31,7 @@ from framework.sweep.repeats import merge_repeats
 
 SKIPPED_NAMES = ("__pycache__",)
 PROBE_TIMEOUT_S = 300.0  # a probe task waits for a free slot of its device
+WAIT_POLL_S = 1.0  # the longest the driver waits in Ray's C++ code before it looks at its signals again
 LOCAL_RAY_CPUS = 4  # what a local Ray instance counts: how many idle workers it starts, and at once
 
 
@@ -151,7 +152,7 @@ def submit(groups: list[list[Job]], settings: SweepSettings, progress) -> dict[s
         job.result_dir.mkdir(parents=True, exist_ok=True)
         job.write(job.result_dir / "job.json")  # `python -m framework.sweep.isolation job.json` reruns it here by hand
         bundles, paths = shipper.job_files(job)
-        options = {**cluster.task_options(job.device), "name": job.experiment.name}
+        options = {**cluster.task_options(job.device, job.experiment.device_kind), "name": job.experiment.name}
         submitted[task.options(**options).remote(job.to_json(), bundles, paths, settings.timeout_s, settings.threads is not None)] = job
     slots = cluster.slots(available)
     progress.slots = sum(slots.get(device, 0) for device in {job.device for job in jobs}) or 1
@@ -168,7 +169,7 @@ def collect(ray, submitted: dict, groups: list[list[Job]], slots: dict[str, int]
     waiting = dict(submitted)
     try:
         while waiting:
-            ready, _ = ray.wait(list(waiting), num_returns=1)
+            ready, _ = ray.wait(list(waiting), num_returns=1, timeout=WAIT_POLL_S)  # a timeout: Ctrl-C is seen within it
             for ref in ready:
                 job = waiting.pop(ref)
                 results[job.run_id] = settled(ray, ref, job)

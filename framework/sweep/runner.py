@@ -174,7 +174,8 @@ def _settle(prepared: PreparedShape, experiments: list[Experiment], settings: Sw
     (experiment, fingerprint) pairs left to measure."""
     done, pending = [], []
     for experiment in experiments:
-        cluster = settings.cluster.fingerprint_fields(engine_class(experiment.engine).device) if settings.cluster and settings.cluster.devices else {}
+        device = engine_class(experiment.engine).device
+        cluster = settings.cluster.fingerprint_fields(device, experiment.device_kind) if settings.cluster and settings.cluster.devices else {}
         machine = {**environment.fingerprint_fields(), **cluster}
         fingerprint = plan.fingerprint(experiment, settings, prepared.model_digest, prepared.data_digest, machine)
         folder = experiment.folder(settings.output)
