@@ -13,6 +13,7 @@ from framework.measure.stats import latency_summary
 from framework.measure.timing import Timing
 from framework.results.compare import compare
 from framework.results.record import Experiment, Result, Samples
+from framework.results.speedup import speedups
 from framework.results.store import load_results, save_result
 from framework.settings import SweepSettings
 from framework.sweep import plan
@@ -82,3 +83,21 @@ def test_compare_matches_the_same_gpu_kind_only(tmp_path):
     pairs, notes = compare(a, b)
     ratios = {pair.key[-1] + " " + pair.key[3]: round(pair.ratio, 2) for pair in pairs}
     assert ratios == {"H100 fp32": 1.0, "H100 fp16": 1.0, "L4 fp32": 1.5, "L4 fp16": 1.0} and notes == []
+
+
+def test_a_gpu_kinds_speedup_never_takes_a_gpu_baseline_of_unknown_kind_but_a_cpu_baseline_serves_every_kind(tmp_path):
+    """An earlier run without --devices left kindless pytorch-cuda results in the folder: a row on L4 whose L4
+    baseline failed has no speedup, not one against a GPU of another kind; --baseline on a CPU engine still applies."""
+    rows = (("pytorch-cuda", "fp32", None, 4.0), ("pytorch-cuda", "fp16", "L4", 5.0), ("onnxruntime-cpu", "fp32", None, 30.0))
+    for engine, precision, kind, median in rows:
+        experiment = Experiment("m", "8x8", ((8, 8),), engine, precision, 1, kind)
+        ns = tuple(int(median * 1e6) + i for i in range(100))
+        latency = latency_summary(Timing(ns, sum(ns), 0, "cuda_events"), 1)
+        device = "cpu" if engine.endswith("cpu") else "cuda"
+        result = Result(experiment, "pytorch", device, "ok", validity="valid", samples=Samples(ns, ns), latency=latency)
+        save_result(experiment.folder(tmp_path), result)
+    results = load_results(tmp_path / "m")
+    by_series = {r.experiment.series: r for r in results}
+    l4 = by_series["pytorch-cuda fp16 on L4"]
+    assert speedups(results).get(id(l4)) is None  # was 0.80x: L4 fp16 against a GPU of unknown kind's fp32
+    assert round(speedups(results, baseline=("onnxruntime-cpu", "fp32"))[id(l4)].ratio) == 6

@@ -77,10 +77,17 @@ def baseline_for(result: Result, candidates: list[Result], baseline: tuple[str, 
     e = result.experiment
     matches = [c for c in candidates if c.is_usable and c.experiment.engine == engine and c.experiment.precision == precision
                and (c.experiment.model, c.experiment.shape_tag, c.experiment.batch_size) == (e.model, e.shape_tag, e.batch_size)
-               and c.experiment.device_kind in (e.device_kind, None) and is_default_configuration(c)]  # fmt: skip
+               and _same_kind(c, e) and is_default_configuration(c)]  # fmt: skip
     # with --devices, the baseline on the same GPU kind; then a full measurement first
     matches.sort(key=lambda c: (c.experiment.device_kind != e.device_kind, c.status != "ok", -(c.headline.n if c.headline else 0)))
     return matches[0] if matches else None
+
+
+def _same_kind(candidate: Result, experiment) -> bool:
+    """A GPU baseline on the row's GPU kind only (a GPU result without a kind, from a run without --devices, ran
+    on a GPU of unknown kind); a CPU baseline (``--baseline onnxruntime-cpu:fp32``) has no kind and serves all."""
+    kind = candidate.experiment.device_kind
+    return kind == experiment.device_kind or (kind is None and candidate.device != "cuda")
 
 
 def speedup(result: Result, base: Result) -> Speedup | None:
