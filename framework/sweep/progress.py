@@ -69,4 +69,7 @@ class Progress:
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+    if seconds < 59.95:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)  # 119.6 s is 2 min 0 s, not 1 min 60 s
+    return f"{whole // 60} min {whole % 60} s"
