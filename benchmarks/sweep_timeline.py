@@ -55,7 +55,8 @@ def describe(model_dir: Path) -> None:
               f"last end +{rows[-1]['ended_at'] - start:.1f} s")  # fmt: skip
     groups = defaultdict(list)
     for r in runs:
-        groups[(r["engine"], r["precision"], r["batch_size"])].append(r["stages_s"])
+        kind = f" on {r['device_kind']}" if r.get("device_kind") else ""  # --devices: each GPU kind's own means
+        groups[(r["engine"] + kind, r["precision"], r["batch_size"])].append(r["stages_s"])
     print("  mean seconds per process: " + " ".join(f"{s:>10}" for s in STAGES))
     for key in sorted(groups, key=str):
         means = [_mean([s[stage] for s in groups[key] if stage in s]) for stage in STAGES]
