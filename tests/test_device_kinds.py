@@ -63,14 +63,14 @@ def test_the_report_groups_by_gpu_kind_and_the_verdict_compares_the_kinds(tmp_pa
     assert main(["report", "m", "--output", str(tmp_path / "out")]) == 0
     report = (model_dir / "report.md").read_text()
     assert "### Across GPU kinds" in report
-    assert "- shape 8x8, batch 1, pytorch-cuda fp16: H100 2 ms, L4 5 ms (2.50x)" in report
-    assert "- shape 8x8, batch 1, pytorch-cuda fp32: H100 4 ms, L4 12 ms (3.00x)" in report  # host threads differ: still the same experiment
+    assert "- shape 8x8, batch 1, pytorch-cuda fp16: H100 2 ms, L4 5 ms (2.50x slower)" in report
+    assert "- shape 8x8, batch 1, pytorch-cuda fp32: H100 4 ms, L4 12 ms (3.00x slower)" in report  # host threads differ: still the same experiment
     every = report[report.index("### Batch size 1") :]
     rows = [line for line in every.splitlines() if line.startswith("| pytorch-cuda on ")]
     assert [row.split("|")[1].strip() for row in rows] == ["pytorch-cuda on H100"] * 2 + ["pytorch-cuda on L4"] * 2  # grouped by kind
     verdict = verdict_text(model_dir, None)
     assert "batch 1: pytorch-cuda on H100 fp16 with threads=16, 2 ms (500 items/s), 2.00x pytorch-cuda on H100 fp32 (threads=16)" in verdict
-    assert "across GPU kinds" in verdict and "pytorch-cuda fp16: H100 2 ms, L4 5 ms (2.50x)" in verdict
+    assert "across GPU kinds" in verdict and "pytorch-cuda fp16: H100 2 ms, L4 5 ms (2.50x slower)" in verdict
     speedups = {r.experiment.series: r for r in load_results(model_dir)}
     assert set(speedups) == {"pytorch-cuda fp32 on H100", "pytorch-cuda fp16 on H100", "pytorch-cuda fp32 on L4", "pytorch-cuda fp16 on L4"}
     [l4_fp16] = [line for line in (model_dir / "summary.md").read_text().splitlines() if line.startswith("| pytorch-cuda on L4 | fp16 |")]

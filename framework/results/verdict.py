@@ -46,7 +46,7 @@ def across_kinds(results: list[Result]) -> list[str]:
             continue
         rows.sort(key=lambda r: r.headline.median_ms)
         fastest = rows[0].headline.median_ms
-        kinds = [f"{r.experiment.device_kind} {r.headline.median_ms:.3g} ms" + (f" ({r.headline.median_ms / fastest:.2f}x)" if i else "")
+        kinds = [f"{r.experiment.device_kind} {r.headline.median_ms:.3g} ms" + (f" ({r.headline.median_ms / fastest:.2f}x slower)" if i else "")
                  for i, r in enumerate(rows)]  # fmt: skip
         with_options = f" with {', '.join(f'{k}={v}' for k, v in options)}" if options else ""
         lines.append(f"shape {shape}, batch {batch}, {engine} {precision}{with_options}: {', '.join(kinds)}")
@@ -96,7 +96,7 @@ def verdict_markdown(results: list[Result], speedup_of: Mapping[int, Speedup]) -
     kinds = across_kinds(results)
     if kinds:
         lines += ["### Across GPU kinds", "", "The same experiment on each GPU kind `--devices` named (median, fastest first; "
-                  "each against the fastest):", "", *(f"- {line}" for line in kinds), ""]  # fmt: skip
+                  "how many times slower than the fastest):", "", *(f"- {line}" for line in kinds), ""]  # fmt: skip
     return lines
 
 
@@ -113,5 +113,5 @@ def terminal_text(results: list[Result], speedup_of: Mapping[int, Speedup]) -> s
         out += ["  -> " + winner_sentence(batch, best, speedup_of), ""]
     kinds = across_kinds(results)
     if kinds:
-        out += ["across GPU kinds (median, fastest first; each against the fastest):", *(f"  {line}" for line in kinds)]
+        out += ["across GPU kinds (median, fastest first; how many times slower than the fastest):", *(f"  {line}" for line in kinds)]
     return "\n".join(out).rstrip()
