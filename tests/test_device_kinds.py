@@ -101,3 +101,12 @@ def test_a_gpu_kinds_speedup_never_takes_a_gpu_baseline_of_unknown_kind_but_a_cp
     l4 = by_series["pytorch-cuda fp16 on L4"]
     assert speedups(results).get(id(l4)) is None  # was 0.80x: L4 fp16 against a GPU of unknown kind's fp32
     assert round(speedups(results, baseline=("onnxruntime-cpu", "fp32"))[id(l4)].ratio) == 6
+
+
+def test_compare_on_the_command_line_names_each_pair_and_each_one_sided_experiment_with_its_kind(tmp_path, capsys):
+    """It crashed (ValueError: too many values to unpack) on any key with a GPU kind."""
+    a = measured(tmp_path / "a")
+    b = measured(tmp_path / "b", {k: v for k, v in MEDIANS_MS.items() if k[2] == "H100"}, seed=1)
+    assert main(["compare", str(a / "m"), str(b / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "m 8x8 pytorch-cuda fp16 bs1 on H100 " in out and "m 8x8 pytorch-cuda fp32 bs1 on L4: only in A" in out

@@ -369,5 +369,6 @@ def format_report(pairs: list[Pair], notes: list[str], env_diffs: list[str], fac
 
 
 def _name(key: tuple) -> str:
-    model, shape, engine, precision, batch = key
-    return f"{model} {shape} {engine} {precision} bs{batch}"
+    """``Experiment.key`` as ``Experiment.name`` writes it: its GPU kind last, where ``--devices`` named one."""
+    model, shape, engine, precision, batch, *kind = key
+    return f"{model} {shape} {engine} {precision} bs{batch}" + "".join(f" on {k}" for k in kind)
