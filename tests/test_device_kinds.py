@@ -110,3 +110,13 @@ def test_compare_on_the_command_line_names_each_pair_and_each_one_sided_experime
     assert main(["compare", str(a / "m"), str(b / "m")]) == 0
     out = capsys.readouterr().out
     assert "m 8x8 pytorch-cuda fp16 bs1 on H100 " in out and "m 8x8 pytorch-cuda fp32 bs1 on L4: only in A" in out
+
+
+def test_the_throughput_against_batch_size_figure_draws_one_line_per_gpu_kind(tmp_path):
+    """An H100's and an L4's points of the same engine and precision were one zigzag line named without a kind."""
+    from framework.report.comparisons import _series
+
+    results = load_results(measured(tmp_path) / "m")
+    lines = {key: [r.experiment.series for r in points] for key, points in _series(results).items()}
+    assert lines[("pytorch-cuda", "fp16", "L4")] == ["pytorch-cuda fp16 on L4"]
+    assert lines[("pytorch-cuda", "fp32", "H100")] == ["pytorch-cuda fp32 on H100"]

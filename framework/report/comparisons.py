@@ -43,8 +43,9 @@ def valid_only(results: list[Result], title: str) -> tuple[list[Result], str]:
     return valid, title + (f" ({left_out} invalid results left out)" if left_out else "")
 
 
-def _series(results: list[Result]) -> dict[tuple[str, str], list[Result]]:
-    series: dict[tuple[str, str], list[Result]] = {}
+def _series(results: list[Result]) -> dict[tuple, list[Result]]:
+    """Each line of a figure against the batch size: an engine and precision (on one GPU kind, with ``--devices``)."""
+    series: dict[tuple, list[Result]] = {}
     for result in sorted(results, key=lambda r: (*series_key(r), r.experiment.batch_size)):
         series.setdefault(series_key(result), []).append(result)
     return series
@@ -61,15 +62,14 @@ def draw_throughput_vs_batch(results: list[Result], path: Path, title: str, opti
         return False
     fig, axes = figure(1, 1, (12, 5.5))
     ax = axes[0][0]
-    for (engine, precision), points in _series(valid).items():
-        style = dict(color=series_color(engine, precision), ls=line_style(precision))
+    for (engine, precision, _), points in _series(valid).items():
+        style, name = dict(color=series_color(engine, precision), ls=line_style(precision)), points[0].experiment.series
         batches = [r.experiment.batch_size for r in points]
-        ax.plot(batches, [median_throughput(r.latency, r.experiment.batch_size) for r in points], marker="o", label=f"{engine} {precision}",
-                **style)  # fmt: skip
+        ax.plot(batches, [median_throughput(r.latency, r.experiment.batch_size) for r in points], marker="o", label=name, **style)
         ax.scatter(batches, [r.latency.throughput_items_per_s for r in points], marker="x", s=30, color=style["color"], zorder=3)
         model = [(r.experiment.batch_size, median_throughput(r.latency_model, r.experiment.batch_size)) for r in points if r.latency_model]
         if model:
-            ax.plot(*zip(*model), marker="^", alpha=0.6, label=f"{engine} {precision} (model only, device time)", **style)
+            ax.plot(*zip(*model), marker="^", alpha=0.6, label=f"{name} (model only, device time)", **style)
     ax.set_xscale("log", base=2)
     set_scale(ax, "y", True)
     measured = batch_sizes(valid)

@@ -117,8 +117,8 @@ def series_label(result: Result, batch: bool = False) -> str:
 
 
 def series_key(result: Result) -> tuple:
-    """The order series are drawn and listed in: engine, then precision."""
-    return (result.experiment.engine, result.experiment.precision)
+    """The order series are drawn and listed in: engine, then precision, then the GPU kind (``--devices``)."""
+    return (result.experiment.engine, result.experiment.precision, result.experiment.device_kind or "")
 
 
 def batch_sizes(results: list[Result]) -> list[int]:
