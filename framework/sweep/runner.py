@@ -208,9 +208,8 @@ def _measure(prepared: PreparedShape, pending: list, data_file: Path, settings: 
             folder = experiment.folder(settings.output)
             target = folder if settings.repeats == 1 else folder / REPEATS_DIR / str(repeat)
             job = make_job(experiment, prepared, settings, fingerprint, data_file, target, tuned.get(experiment))
-            result = _measured(job, tuned.get(experiment), settings)
-            progress.ran(result)
-            result = precision_search.searched(result, job, prepared, settings, lambda j, t: _run_job(j, settings, t), progress.report)
+            result = _measured(job, tuned.get(experiment), settings, progress)
+            result = precision_search.searched(result, job, prepared, settings, lambda j, t: _run_job(j, settings, t, progress), progress.report)
             measured[experiment].append(result)
             if settings.repeats > 1:
                 progress(experiment, f"process {repeat + 1}/{settings.repeats}: {progress_text(result)}", False)
@@ -224,14 +223,14 @@ def _measure(prepared: PreparedShape, pending: list, data_file: Path, settings: 
     return results
 
 
-def _measured(job: Job, tuned: Tuned | None, settings: SweepSettings) -> Result:
+def _measured(job: Job, tuned: Tuned | None, settings: SweepSettings, progress: Progress) -> Result:
     """Run the job. With ``--tune`` (one process per experiment), the defaults' full measurement from the
     search stands in when they won (no second measurement of the same configuration) or when the chosen
     configuration, measured fully, came out slower than them (its short measurement misjudged it)."""
     defaults = tuned.tried[0] if tuned is not None and tuned.tried and tuned.tried[0].is_usable and settings.repeats == 1 else None
     if defaults is not None and not tuned.options:
         return _promoted(defaults, job)
-    result = _run_job(job, settings)
+    result = _run_job(job, settings, progress=progress)
     if defaults is not None and result.is_valid and result.headline.median_ms > defaults.headline.median_ms:
         return _promoted(defaults, job, rejected=result)
     return result
@@ -250,8 +249,13 @@ def _promoted(defaults: Result, job: Job, rejected: Result | None = None) -> Res
     return result
 
 
-def _run_job(job: Job, settings: SweepSettings, timeout_s: float | None = None) -> Result:
-    return run_in_child(job, timeout_s or settings.timeout_s) if settings.isolate else run_and_save(job)
+def _run_job(job: Job, settings: SweepSettings, timeout_s: float | None = None, progress: Progress | None = None) -> Result:
+    """One experiment process; ``progress`` counts its seconds as slot time (the time line's busy share: tried
+    configurations and recipe steps occupy the slot as much as the final measurement)."""
+    result = run_in_child(job, timeout_s or settings.timeout_s) if settings.isolate else run_and_save(job)
+    if progress is not None:
+        progress.ran(result)
+    return result
 
 
 def _tune(experiment: Experiment, prepared: PreparedShape, data_file: Path, settings: SweepSettings, progress: Progress) -> Tuned:
@@ -271,7 +275,7 @@ def _tune(experiment: Experiment, prepared: PreparedShape, data_file: Path, sett
 
     def run(options: dict, target: Path, timeout_s: float | None) -> Result:
         job = make_job(experiment, prepared, trial(options), fingerprint(options), data_file, target)
-        return _run_job(job, settings, min(settings.timeout_s, timeout_s or math.inf))
+        return _run_job(job, settings, min(settings.timeout_s, timeout_s or math.inf), progress)
 
     found = tune.tune(space, experiment.folder(settings.output), settings.tune_budget, run, fingerprint,
                       lambda line: progress.report(f"{experiment.name}: {line}"), cls.expected_tuning_s, keep=not settings.force)  # fmt: skip
