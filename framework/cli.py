@@ -92,6 +92,8 @@ def _cluster_settings(args):
     """--executor ray's settings; None for the local executor (which refuses the Ray-only flags)."""
     from framework.sweep.cluster import ClusterSettings
 
+    if args.devices == []:  # `--devices ""`: not "any GPU" by accident
+        raise DeployBenchError("--devices: names no GPU kind (give Ray accelerator types, e.g. --devices H100,L4, or leave the flag out)")
     if args.executor == "local":
         flags = (("--address", args.address), ("--exclusive-node", args.exclusive_node), ("--devices", args.devices))
         given = [flag for flag, value in flags if value]

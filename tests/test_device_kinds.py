@@ -120,3 +120,10 @@ def test_the_throughput_against_batch_size_figure_draws_one_line_per_gpu_kind(tm
     lines = {key: [r.experiment.series for r in points] for key, points in _series(results).items()}
     assert lines[("pytorch-cuda", "fp16", "L4")] == ["pytorch-cuda fp16 on L4"]
     assert lines[("pytorch-cuda", "fp32", "H100")] == ["pytorch-cuda fp32 on H100"]
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_an_empty_devices_flag_is_refused_naming_it(executor, tmp_path, capsys):
+    """`--devices ""` (an unset shell variable) ran on any GPU kind, or with the local executor was ignored."""
+    assert main(["run", "digits_cnn", "--engines", "pytorch-cpu", "--executor", executor, "--devices", "", "--output", str(tmp_path)]) != 0
+    assert "--devices: names no GPU kind" in capsys.readouterr().err
