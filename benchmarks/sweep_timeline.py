@@ -44,7 +44,7 @@ def describe(model_dir: Path) -> None:
     slots = defaultdict(list)
     for r in runs:
         slots[r["slot"]].append(r)
-    print(f"{model_dir}: {len(runs)} processes in {span:.1f} s (first start to last end) on {len(slots)} slots; "
+    print(f"{model_dir}: {len(runs)} processes in {span:.1f} s (first start to last end) on {len(slots)} slot{'s' if len(slots) != 1 else ''}; "
           f"process seconds {total:.1f}; busy {total / (len(slots) * span):.0%}")  # fmt: skip
     for slot, rows in sorted(slots.items()):
         rows.sort(key=lambda r: r["started_at"])

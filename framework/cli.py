@@ -72,6 +72,8 @@ def _machine_and_tuning_arguments(run: argparse.ArgumentParser) -> None:
                      help="an int8/fp16 result that fails the accuracy floor: search the fastest recipe that passes (default on)")  # fmt: skip
     run.add_argument("--search-budget", type=float, default=300.0, metavar="SECONDS",
                      help="seconds of that search per experiment (default 300)")  # fmt: skip
+    run.add_argument("--full-references", action="store_true",
+                     help="PyTorch references by a forward pass at every batch size, never the batch of one's outputs repeated")  # fmt: skip
     run.add_argument("--baseline", default=None, metavar="ENGINE:PRECISION",
                      help="speedups against this (default: PyTorch fp32 with default options on the row's device kind)")  # fmt: skip
     run.add_argument("--require-quiet", action="store_true",
@@ -282,7 +284,7 @@ def settings_from_args(args):
         batch_sizes=tuple(args.batch_sizes), measure=measure, output=args.output, exporter=args.exporter,
         keep_outliers=args.keep_outliers, isolate=not args.in_process, repeats=args.repeats, timeout_s=args.timeout, force=args.force,
         threads=args.threads, pin=args.pin, tune=args.tune, tune_budget=args.tune_budget, baseline=parse_baseline(args.baseline),
-        precision_search=args.precision_search, search_budget=args.search_budget,
+        precision_search=args.precision_search, search_budget=args.search_budget, full_references=args.full_references,
         cluster=_cluster_settings(args),
     )  # fmt: skip
 

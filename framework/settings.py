@@ -89,6 +89,7 @@ class SweepSettings:
     tune_budget: float = 180.0  # seconds of tuning per experiment (a configuration starts only within it)
     precision_search: bool = True  # an int8/fp16 result that fails the floor: search a recipe that passes (sweep.precision_search)
     search_budget: float = 300.0  # seconds of that search per experiment
+    full_references: bool = False  # references by a forward pass at every batch size (sweep.references): never repeated
     baseline: tuple[str, str] | None = None  # speedups against (engine, precision); None: PyTorch fp32 eager per device
     cluster: ClusterSettings | None = None  # --executor ray: where and in which slots experiments run (sweep.cluster)
 

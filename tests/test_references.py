@@ -6,6 +6,7 @@ import json
 import numpy as np
 import torch
 
+from framework.cli import main
 from tests.test_faults import make_model, run
 
 BATCH_SCALED = "return self.head(torch.relu(self.conv(image)).mean(dim=(2, 3))) * image.shape[0]"  # mixes the batch
@@ -66,3 +67,21 @@ def test_references_are_reused_by_the_next_run_and_made_again_when_the_weights_c
     assert run(models, "cached", out, "--engines", "pytorch-cpu", "--batch-sizes", "1,4") == 0
     assert path.stat().st_mtime_ns != first
     np.testing.assert_allclose(references(out, "cached", 4)[0], forward(models, "cached", 4), rtol=1e-5, atol=1e-6)
+
+
+LATE = "out = self.head(torch.relu(self.conv(image)).mean(dim=(2, 3)))\n                return out * 2 if image.shape[0] > 2 else out"
+
+
+def test_a_model_that_changes_only_above_batch_two_is_told_about_and_full_references_measures_it_right(tmp_path, capsys):
+    models = make_model(tmp_path / "models", "late", forward=LATE)
+    argv = ["run", "late", "--models-dir", str(models), "--output", str(tmp_path / "repeated"), "--iterations", "3", "--warmup", "0",
+            "--min-duration", "0", "--engines", "pytorch-cpu", "--batch-sizes", "1,2,4"]  # fmt: skip
+    assert main(argv) == 0
+    assert "above batch 1 are the batch of one's outputs repeated" in capsys.readouterr().out  # the shortcut says what it assumed
+    assert references(tmp_path / "repeated", "late", 4)[1] == "batch of one repeated"
+    assert run(models, "late", tmp_path / "full", "--engines", "pytorch-cpu", "--batch-sizes", "1,2,4", "--full-references") == 0
+    four, how = references(tmp_path / "full", "late", 4)
+    assert how == "forward pass"
+    np.testing.assert_allclose(four, forward(models, "late", 4), rtol=1e-6)
+    [summary] = (tmp_path / "full" / "late").glob("*/pytorch-cpu__fp32__bs4/summary.json")
+    assert json.loads(summary.read_text())["validity"] == "valid"

@@ -48,7 +48,7 @@ class ClusterSettings:
         if self.address is not None and not self.address.strip():
             raise DeployBenchError(f"--address: {ADDRESS_FORMS}")
         self.check_reachable()
-        if len(set(self.devices)) != len(self.devices):
+        if len({d.upper() for d in self.devices}) != len(self.devices):  # Ray's accelerator types are case-sensitive: h100 is not H100
             raise DeployBenchError(f"--devices {','.join(self.devices)}: a GPU kind is named twice")
         bad = [d for d in self.devices if not d.replace("-", "").replace("_", "").isalnum()]
         if bad:

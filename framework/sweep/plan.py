@@ -56,7 +56,7 @@ def fingerprint(experiment: Experiment, settings: SweepSettings, model_digest: s
         **settings.measure.fingerprint_fields(), "exporter": settings.exporter, "repeats": settings.repeats,
         "model": model_digest, "data": data_digest, "shapes": [list(s) for s in experiment.example_shapes],
         "batch_size": experiment.batch_size, "recipe": graph_recipe(graph) if graph else {}, "machine": machine,
-        **({"tune_budget": settings.tune_budget} if settings.tune else {}),
+        **({"tune_budget": settings.tune_budget} if settings.tune else {}), **({"full_references": True} if settings.full_references else {}),
     })  # fmt: skip
 
 

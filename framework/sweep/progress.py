@@ -63,7 +63,8 @@ class Progress:
             busy = self.process_s / (self.slots * measuring)
             where = f"{self.slots} slots" if self.slots > 1 else "1 slot"
             parts.append(
-                f"{self.processes} experiment processes, {_duration(self.process_s)} in all, on {where}: busy {busy:.0%} of the measuring time"
+                f"{self.processes} experiment process{'es' if self.processes != 1 else ''}, {_duration(self.process_s)} in all, "
+                f"on {where}: busy {busy:.0%} of the measuring time"
             )
         return "time: " + "; ".join(parts)
 

@@ -7,6 +7,8 @@ instead of a forward pass of their own: a ResNet-50 at batch 256 otherwise costs
 before anything is measured. A model that mixes samples (or has an output without a batch dim) gets the
 full forward pass at every batch size. The dataset's outputs do not depend on the batch size: computed
 once. Each file is cached (``artifacts.cache``) under the weights, data, inputs and library versions.
+``--full-references`` (``full``) turns the shortcut off: a model that changes only above a batch of two
+(a batch-size threshold in ``forward``) would otherwise be judged against the wrong outputs.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ DATASET_BATCH = 64
 class References:
     """One shape's references, each batch size's file written (or reused) by ``write``."""
 
-    def __init__(self, prepared: PreparedShape, accuracy_limit: int | None, report: Callable[[str], None]) -> None:
-        self.prepared, self.accuracy_limit, self.report = prepared, accuracy_limit, report
+    def __init__(self, prepared: PreparedShape, accuracy_limit: int | None, report: Callable[[str], None], full: bool = False) -> None:
+        self.prepared, self.accuracy_limit, self.report, self.full = prepared, accuracy_limit, report, full
+        self._said = False  # the run was told that references are repeated
         self._single: tuple[dict, dict] | None = None  # the batch of one's (timed, varied) outputs
         self._independent: bool | None = None
         self._dataset: dict | None = None
@@ -44,7 +47,7 @@ class References:
         batch_inputs(prepared.config, prepared.inputs, batch_size)  # a batch size the model cannot take fails here
         settings = {"artifact": "references", "model_digest": prepared.model_digest, "data_digest": prepared.data_digest,
                     "inputs": _arrays_digest(prepared.inputs), "batch_size": batch_size, "accuracy_limit": self.accuracy_limit,
-                    "torch": torch.__version__}  # fmt: skip
+                    "torch": torch.__version__, **({"full": True} if self.full else {})}  # fmt: skip
         path = prepared.cache_dir / f"inputs_references_bs{batch_size}.npz"
         cached_build(path, settings, lambda target: self._build(target, batch_size))
         return path
@@ -55,9 +58,14 @@ class References:
             timed, varied = self.single()
             check_outputs(config, timed, 1)
             how = "forward pass"
-        elif self.independent():
+        elif not self.full and self.independent():
             timed, varied = (repeated(config, outputs, batch_size) for outputs in self.single())
             how = "batch of one repeated"
+            if not self._said:
+                self._said = True
+                self.report(f"{config.name} {self.prepared.tag}: PyTorch references above batch 1 are the batch of one's outputs repeated "
+                            f"(a batch of two gives each sample the batch of one's); a model that changes with the batch size above 2 "
+                            f"needs --full-references")  # fmt: skip
         else:
             batch = batch_inputs(config, inputs, batch_size)
             timed, varied = self.forward(batch), self.forward(varied_inputs(batch))

@@ -117,7 +117,8 @@ def _run_shape(model: RegisteredModel, shapes, engines: list[str], settings: Swe
                      exporter=settings.exporter, calibration_samples=settings.calibration_samples,
                      needs_onnx=any(engine_class(e).needs_onnx for e in engines if engine_availability(e) is None),
                      graphs=tuple(plan.graphs_needed(engines, settings.precisions)), batch_sizes=tuple(settings.batch_sizes),
-                     accuracy_limit=settings.measure.accuracy_limit, threads=preparation_threads(settings))  # fmt: skip
+                     accuracy_limit=settings.measure.accuracy_limit, threads=preparation_threads(settings),
+                     full_references=settings.full_references)  # fmt: skip
     with progress.phase("preparing"):
         prepared = prepare_in_child(task, settings.timeout_s) if settings.isolate else prepare(task)
     for stage, seconds in prepared.stages_s.items():

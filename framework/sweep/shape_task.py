@@ -43,6 +43,7 @@ class ShapeTask:
     batch_sizes: tuple[int, ...]
     accuracy_limit: int | None
     threads: int | None = None  # the preparation's PyTorch threads; None: the machine's default
+    full_references: bool = False  # a forward pass at every batch size (``references.References``)
 
     def failed(self, reason: str, detail: str | None = None) -> PreparedShape:
         """What the sweep records when the preparation itself died."""
@@ -82,7 +83,7 @@ def _prepare(task: ShapeTask, report) -> PreparedShape:
     start = time.perf_counter()
     prepared = build_graphs(prepared, list(task.graphs))
     stages["graphs"], start = time.perf_counter() - start, time.perf_counter()
-    references, errors, writer = {}, {}, References(prepared, task.accuracy_limit, report)
+    references, errors, writer = {}, {}, References(prepared, task.accuracy_limit, report, task.full_references)
     for batch_size in task.batch_sizes:
         try:  # e.g. a batch size the model cannot take: its experiments fail, the others go on
             references[batch_size] = writer.write(batch_size)
