@@ -195,9 +195,16 @@ def test_a_node_lost_mid_experiment_hands_its_experiment_to_the_others(cluster, 
     address, _, add_node = cluster
     add_node("node-lost")  # a third node, killed below (last of the cluster's tests that need it)
     marker = tmp_path / "on-the-lost-node.pid"
-    hang_there = (f"if os.environ.get('DEPLOYBENCH_ROLE') == 'experiment' and os.environ.get({WORK_ROOT_VARIABLE!r}, '').endswith('node-lost') "
-                  f"and not os.path.exists({str(marker)!r}):\n"
+    # On the third node, the first experiment writes the marker and hangs until the node is killed; on the others,
+    # experiments wait for the marker, so their slots stay busy and an experiment surely reaches the third node
+    # (however slowly its worker starts on a loaded machine).
+    hang_there = (f"lost = os.environ.get({WORK_ROOT_VARIABLE!r}, '').endswith('node-lost')\n"
+                  f"                if os.environ.get('DEPLOYBENCH_ROLE') == 'experiment' and lost and not os.path.exists({str(marker)!r}):\n"
                   f"                    open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(120)\n"
+                  f"                deadline = time.monotonic() + 60\n"
+                  f"                while os.environ.get('DEPLOYBENCH_ROLE') == 'experiment' and not lost and not os.path.exists({str(marker)!r}) "
+                  f"and time.monotonic() < deadline:\n"
+                  f"                    time.sleep(0.1)\n"
                   "                return self.head(torch.relu(self.conv(image)).mean(dim=(2, 3)))")  # fmt: skip
     models = make_model(tmp_path / "models", "node_lost", forward=hang_there, extra="import time")
     driver = _driver(models, "node_lost", tmp_path / "out", address, "--engines", "pytorch-cpu", "--timeout", "240")

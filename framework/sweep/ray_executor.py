@@ -184,9 +184,12 @@ def collect(ray, submitted: dict, groups: list[list[Job]], slots: dict[str, int]
                     save_result(group[0].experiment.folder(output), result)
                     progress(group[0].experiment, progress_text(result))
     finally:
-        for ref in waiting:  # Ctrl-C or an error here: no worker goes on measuring for a driver that stopped
+        # Ctrl-C or an error here: no worker goes on measuring for a driver that stopped. Not force=True: the task
+        # gets a KeyboardInterrupt, kills its experiment's child and ends as cancelled; a force-killed worker's
+        # late reply could abort this process in Ray 2.60's task manager ("Tried to complete task that was not pending").
+        for ref in waiting:
             with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
+                ray.cancel(ref)
     return merged
 
 
