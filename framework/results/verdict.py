@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from framework.results.record import Result
+from framework.results.record import Result, options_text
 from framework.results.speedup import Speedup, ratio_text
 from framework.results.tables import REPORT, Context, columns, configuration_text, footnoted_table, items_per_s, shapes_of
 
@@ -38,17 +38,17 @@ def across_kinds(results: list[Result]) -> list[str]:
     for r in results:
         e = r.experiment
         if e.device_kind and r.status == "ok" and r.is_valid and r.headline is not None:
-            options = tuple(sorted((k, str(v)) for k, v in r.configuration.items() if k != "threads"))
+            options = options_text({k: v for k, v in r.configuration.items() if k != "threads"}, sort=True)
             same.setdefault((e.shape_tag, e.batch_size, e.engine, e.precision, options), []).append(r)
     lines = []
-    for (shape, batch, engine, precision, options), rows in sorted(same.items(), key=lambda item: (item[0][0], item[0][1], str(item[0][2:]))):
+    for (shape, batch, engine, precision, options), rows in sorted(same.items(), key=lambda item: item[0]):
         if len({r.experiment.device_kind for r in rows}) < 2:
             continue
         rows.sort(key=lambda r: r.headline.median_ms)
         fastest = rows[0].headline.median_ms
         kinds = [f"{r.experiment.device_kind} {r.headline.median_ms:.3g} ms" + (f" ({r.headline.median_ms / fastest:.2f}x slower)" if i else "")
                  for i, r in enumerate(rows)]  # fmt: skip
-        with_options = f" with {', '.join(f'{k}={v}' for k, v in options)}" if options else ""
+        with_options = f" with {options}" if options else ""
         lines.append(f"shape {shape}, batch {batch}, {engine} {precision}{with_options}: {', '.join(kinds)}")
     return lines
 

@@ -173,11 +173,11 @@ def _run_batch(prepared: PreparedShape, experiments: list[Experiment], settings:
 def _settle(prepared: PreparedShape, experiments: list[Experiment], settings: SweepSettings, progress: Progress) -> tuple[list[Result], list]:
     """Results for the experiments that need no measuring (kept from an earlier run, or blocked), and the
     (experiment, fingerprint) pairs left to measure."""
-    done, pending = [], []
+    done, pending, here = [], [], environment.fingerprint_fields()
     for experiment in experiments:
         device = engine_class(experiment.engine).device
         cluster = settings.cluster.fingerprint_fields(device, experiment.device_kind) if settings.cluster and settings.cluster.devices else {}
-        machine = {**environment.fingerprint_fields(), **cluster}
+        machine = {**here, **cluster}
         fingerprint = plan.fingerprint(experiment, settings, prepared.model_digest, prepared.data_digest, machine)
         folder = experiment.folder(settings.output)
         kept = None if settings.force else is_complete(folder, fingerprint)
